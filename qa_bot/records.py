@@ -1,0 +1,153 @@
+"""Typed records that flow through the pipeline: corpus → Article → Chunk → Hit → Answer.
+
+Records are plain frozen dataclasses with no behaviour beyond small derived views, so every
+stage can be tested on hand-built values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class SourceProblem:
+    """Something wrong with an input, located precisely enough for a maintainer to fix it."""
+
+    source: str
+    line: int  # 1-based; 0 when the problem concerns the whole file
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else self.source
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Article:
+    """One article of a bulletin issue, cleaned of print artifacts."""
+
+    article_id: str  # stable across re-ingests of the same issue: "<issue>/<n>" or the JSONL id
+    issue: str
+    title: str
+    text: str  # lead and paragraphs, one paragraph a line, byline removed
+    zone: str = ""
+    subtitle: str = ""
+    byline: str = ""  # the names as printed, e.g. "周旭 张晨帆"
+    date: str = ""
+    source: str = ""  # file the article came from
+    line: int = 0  # line of the file where the article starts
+
+    @property
+    def paragraphs(self) -> list[str]:
+        return [p for p in self.text.split("\n") if p]
+
+    def content_hash(self) -> str:
+        """Hash of everything that ends up in chunks; where it came from does not count."""
+        payload = json.dumps(
+            [self.issue, self.title, self.subtitle, self.zone, self.byline, self.date, self.text],
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of an article: whole sentences, carrying the article's metadata."""
+
+    article_id: str
+    ordinal: int  # position of the chunk in its article
+    text: str  # the passage as shown to users
+    start: int  # character offsets of the passage in Article.text
+    end: int
+    issue: str
+    title: str
+    zone: str = ""
+    byline: str = ""
+    date: str = ""
+
+    @property
+    def chunk_id(self) -> str:
+        return f"{self.article_id}#{self.ordinal}"
+
+    @property
+    def embed_text(self) -> str:
+        """What the embedding model sees: zone and title give every passage its context."""
+        head = " ".join(part for part in (self.zone, self.title) if part)
+        return f"{head}\n{self.text}" if head else self.text
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Chunk:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its fused score and, for diagnostics, the per-retriever ranks."""
+
+    chunk: Chunk
+    score: float
+    dense_rank: int | None = None
+    lexical_rank: int | None = None
+    dense_score: float | None = None
+    lexical_score: float | None = None
+
+
+@dataclass(frozen=True)
+class AnswerSentence:
+    """The sentence that best answers the question, with the span to highlight inside it."""
+
+    text: str
+    chunk: Chunk
+    span: tuple[int, int] | None = None  # character offsets in text, when a key span was found
+    score: float = 0.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the user gets: a key sentence (or None when declining) and the cited passages."""
+
+    question: str
+    sentence: AnswerSentence | None
+    passages: list[Hit] = field(default_factory=list)
+    declined_reason: str = ""  # why no sentence is given; empty when answered
+
+    @property
+    def declined(self) -> bool:
+        return self.sentence is None
+
+    def to_dict(self) -> dict:
+        sentence = None
+        if self.sentence is not None:
+            chunk = self.sentence.chunk
+            sentence = {
+                "sentence": self.sentence.text,
+                "span": list(self.sentence.span) if self.sentence.span else None,
+                "zone": chunk.zone,
+                "title": chunk.title,
+                "byline": chunk.byline,
+                "issue": chunk.issue,
+                "article_id": chunk.article_id,
+            }
+        return {
+            "question": self.question,
+            "answer": sentence,
+            "declined_reason": self.declined_reason or None,
+            "passages": [
+                {
+                    "rank": rank,
+                    "score": round(hit.score, 6),
+                    "text": hit.chunk.text,
+                    "zone": hit.chunk.zone,
+                    "title": hit.chunk.title,
+                    "byline": hit.chunk.byline,
+                    "issue": hit.chunk.issue,
+                    "article_id": hit.chunk.article_id,
+                }
+                for rank, hit in enumerate(self.passages, start=1)
+            ],
+        }
