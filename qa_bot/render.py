@@ -1,0 +1,67 @@
+"""Answers as terminal text or JSON: what `qa-bot ask` and the REPL print."""
+
+from __future__ import annotations
+
+import json
+
+from qa_bot.records import Answer, Article, Chunk
+
+_BOLD_YELLOW = "\x1b[1;33m"
+_DIM = "\x1b[2m"
+_RESET = "\x1b[0m"
+PASSAGE_PREVIEW_CHARS = 180
+
+
+def citation(chunk: Chunk | Article) -> str:
+    """zone · title · byline · issue, skipping empty fields."""
+    return " · ".join(part for part in (chunk.zone, chunk.title, chunk.byline, chunk.issue) if part)
+
+
+def highlight(text: str, span: tuple[int, int] | None, color: bool, marks=("【", "】")) -> str:
+    if span is None:
+        return text
+    start, end = span
+    left, right = (_BOLD_YELLOW, _RESET) if color else marks
+    return f"{text[:start]}{left}{text[start:end]}{right}{text[end:]}"
+
+
+def answer_text(answer: Answer, color: bool = False) -> str:
+    lines = []
+    if answer.sentence is not None:
+        sentence = answer.sentence
+        lines.append("答：" + highlight(sentence.text, sentence.span, color))
+        lines.append(f"    —— {citation(sentence.chunk)}")
+    else:
+        lines.append(f"没有找到能回答这个问题的内容（{answer.declined_reason}）。")
+        if answer.passages:
+            lines.append("最接近的文章：")
+            for hit in answer.passages:
+                lines.append(f"  - {hit.chunk.title}（{hit.chunk.zone or '未注明开发区'}）")
+        return "\n".join(lines)
+    lines.append("")
+    lines.append("相关段落：")
+    for rank, hit in enumerate(answer.passages, start=1):
+        score = f"{hit.score:.4f}"
+        head = f"[{rank}] {citation(hit.chunk)}  ({_DIM if color else ''}{score}"
+        lines.append(head + (_RESET if color else "") + ")")
+        preview = hit.chunk.text.replace("\n", " ")
+        if len(preview) > PASSAGE_PREVIEW_CHARS:
+            preview = preview[:PASSAGE_PREVIEW_CHARS] + "…"
+        lines.append(f"    {preview}")
+    return "\n".join(lines)
+
+
+def answer_json(answer: Answer) -> str:
+    return json.dumps(answer.to_dict(), ensure_ascii=False)
+
+
+def article_text(article: Article) -> str:
+    lines = [article.title]
+    if article.subtitle:
+        lines.append("——" + article.subtitle)
+    lines.append(citation(article))
+    lines.append("")
+    lines.extend(article.paragraphs)
+    if article.byline:
+        lines.append(f"（{article.byline}）")
+    return "\n".join(lines)

@@ -1,0 +1,135 @@
+"""Hybrid retrieval: dense (FAISS) and lexical (BM25) candidates, fused, one hit per article.
+
+Fusion is reciprocal rank fusion with per-retriever weights, plus an agreement term: a chunk
+that both retrievers rank highly gets more than either alone. A question that names a zone
+prefers that zone's chunks; `zone=` filters hard.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from qa_bot.config import RetrievalSettings
+from qa_bot.embedding import Embedder
+from qa_bot.index import Snapshot
+from qa_bot.lexical import LexicalTokenizer
+from qa_bot.records import Hit
+from qa_bot.zones import ZoneTable
+
+log = logging.getLogger(__name__)
+
+MODES = ("hybrid", "dense", "bm25")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    row: int
+    score: float
+    dense_rank: int | None = None
+    dense_score: float | None = None
+    lexical_rank: int | None = None
+    lexical_score: float | None = None
+
+
+def fuse(
+    dense: list[tuple[int, float]],
+    lexical: list[tuple[int, float]],
+    settings: RetrievalSettings,
+) -> list[Candidate]:
+    """Weighted reciprocal rank fusion of two ranked lists of (row, score), best first."""
+    k = settings.rrf_k
+    entries: dict[int, dict] = {}
+    for rank, (row, score) in enumerate(dense, start=1):
+        entries.setdefault(row, {})["dense"] = (rank, score)
+    for rank, (row, score) in enumerate(lexical, start=1):
+        entries.setdefault(row, {})["lexical"] = (rank, score)
+    fused = []
+    for row, found in entries.items():
+        dense_rank, dense_score = found.get("dense", (None, None))
+        lexical_rank, lexical_score = found.get("lexical", (None, None))
+        score = 0.0
+        if dense_rank is not None:
+            score += settings.dense_weight / (k + dense_rank)
+        if lexical_rank is not None:
+            score += settings.lexical_weight / (k + lexical_rank)
+        fused.append(Candidate(row, score, dense_rank, dense_score, lexical_rank, lexical_score))
+    fused.sort(key=lambda c: (-c.score, c.row))
+    return fused
+
+
+class Retriever:
+    """Finds the passages of a snapshot that best match a question."""
+
+    def __init__(
+        self,
+        settings: RetrievalSettings,
+        embedder: Embedder,
+        snapshot: Snapshot,
+        tokenizer: LexicalTokenizer,
+        zones: ZoneTable,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.snapshot = snapshot
+        self.tokenizer = tokenizer
+        self.zones = zones
+
+    def search(
+        self, question: str, k: int | None = None, zone: str | None = None, mode: str = "hybrid"
+    ) -> list[Hit]:
+        """Best chunk of each of the top-k articles, best first."""
+        if mode not in MODES:
+            raise ValueError(f"unknown retrieval mode {mode!r}; choose one of {MODES}")
+        k = k or self.settings.top_k
+        allowed = self.snapshot.rows_in_zone(zone) if zone else None
+        named_zones = [] if zone else self.zones.find(question)
+
+        dense: list[tuple[int, float]] = []
+        if mode in ("hybrid", "dense"):
+            query_vector = self.embedder.encode_queries([question])[0]
+            dense = self.snapshot.dense_search(query_vector, self.settings.dense_depth, allowed)
+        lexical: list[tuple[int, float]] = []
+        if mode in ("hybrid", "bm25"):
+            query_tokens = self.tokenizer.tokenize(" ".join([question, *named_zones]))
+            lexical = self.snapshot.lexical.search(
+                query_tokens, self.settings.lexical_depth, allowed
+            )
+
+        candidates = fuse(dense, lexical, self.settings)
+        if named_zones:
+            candidates = self._prefer_zones(candidates, set(named_zones))
+        return self._best_per_article(candidates, k)
+
+    def _prefer_zones(self, candidates: list[Candidate], zones: set[str]) -> list[Candidate]:
+        boost = 1.0 + self.settings.zone_boost
+        chunks = self.snapshot.chunks
+        boosted = [
+            Candidate(c.row, c.score * boost, c.dense_rank, c.dense_score, c.lexical_rank,
+                      c.lexical_score)
+            if chunks[c.row].zone in zones else c
+            for c in candidates
+        ]
+        boosted.sort(key=lambda c: (-c.score, c.row))
+        return boosted
+
+    def _best_per_article(self, candidates: list[Candidate], k: int) -> list[Hit]:
+        hits: list[Hit] = []
+        seen: set[str] = set()
+        for candidate in candidates:
+            chunk = self.snapshot.chunks[candidate.row]
+            if chunk.article_id in seen:
+                continue
+            seen.add(chunk.article_id)
+            hits.append(Hit(
+                chunk=chunk,
+                score=candidate.score,
+                dense_rank=candidate.dense_rank,
+                lexical_rank=candidate.lexical_rank,
+                dense_score=candidate.dense_score,
+                lexical_score=candidate.lexical_score,
+            ))
+            if len(hits) == k:
+                break
+        return hits
+
