@@ -103,19 +103,19 @@ class Answerer:
         self, question: str, hits: list[Hit], articles: dict[str, Article]
     ) -> Answer:
         if not hits:
-            return Answer(question, None, [], "the index holds nothing to search")
+            return Answer(question, None, [], "索引中还没有文章")
         unknown = self.zones.unknown_mentions(question)
         if unknown:
             return Answer(
                 question, None, hits,
-                f"the bulletin does not mention {'、'.join(unknown)}",
+                f"公报中没有关于{'、'.join(unknown)}的内容",
             )
         kind = question_type(question)
         weights = self._question_weights(question)
         best = self._best_sentence(question, kind, weights, hits[:3], articles)
         confidence = self._confidence(best, hits[0], weights)
         if best is None or confidence < self.settings.min_confidence:
-            return Answer(question, None, hits, "no passage answers this question closely enough")
+            return Answer(question, None, hits, "没有足够相关的段落")
         sentence = AnswerSentence(best.text, best.chunk, best.span, round(confidence, 4))
         return Answer(question, sentence, hits)
 

@@ -63,7 +63,10 @@ class SentenceTransformerEmbedder:
         self._path = self._resolve_path()
         # Imported here: torch + transformers take seconds, and most commands never need them.
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        # The per-tensor "Loading weights" bar is noise on every start; ours cover real work.
+        transformers_logging.disable_progress_bar()
         source = str(self._path) if self._path else self.name
         log.info("loading embedding model %s", source)
         try:
@@ -83,15 +86,22 @@ class SentenceTransformerEmbedder:
 
     def _resolve_path(self) -> Path | None:
         if self.name.startswith(BUNDLED_PREFIX):
-            from qa_bot.model_convert import BUNDLED_MODEL, ensure_bundled_model
+            from qa_bot.model_convert import (
+                BUNDLED_MODEL,
+                WeightsFormatError,
+                ensure_bundled_model,
+            )
 
             if self.name != BUNDLED_MODEL:
                 raise ModelError(
                     f"unknown bundled model {self.name!r}; the bundled one is {BUNDLED_MODEL!r}"
                 )
-            return ensure_bundled_model(
-                Path(self.settings.cache_dir).expanduser(), show_progress=self.show_progress
-            )
+            try:
+                return ensure_bundled_model(
+                    Path(self.settings.cache_dir).expanduser(), show_progress=self.show_progress
+                )
+            except (FileNotFoundError, WeightsFormatError) as exc:
+                raise ModelError(str(exc)) from exc
         candidate = Path(self.name).expanduser()
         return candidate if candidate.exists() else None
 

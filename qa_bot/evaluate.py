@@ -164,9 +164,12 @@ def format_table(results: list[dict]) -> str:
                "answered_rate", "decline_rate", "latency_ms_p50", "latency_ms_p95"]
     rows = [[_cell(result.get(c)) for c in columns] for result in results]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"  # noqa: E731
-    return "\n".join([line(columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-                      *(line(r) for r in rows)])
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    separator = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(columns), separator, *(line(r) for r in rows)])
 
 
 def _cell(value) -> str:

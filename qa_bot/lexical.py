@@ -44,6 +44,7 @@ class LexicalTokenizer:
         from bm25s.stopwords import STOPWORDS_CHINESE
 
         jieba.setLogLevel(logging.WARNING)
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         tokenizer = jieba.Tokenizer()
         tokenizer.initialize()
         for word in self.user_words:

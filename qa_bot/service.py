@@ -42,7 +42,9 @@ def clean_question(question: str) -> str:
     text = _CONTROL.sub(" ", question or "")
     text = " ".join(text.split())
     if not re.search(r"\w", text):
-        raise QuestionError("the question is empty: type a question in words, e.g. 侯马开发区召开了什么会？")
+        raise QuestionError(
+            "the question is empty: type a question in words, e.g. 侯马开发区召开了什么会？"
+        )
     return text[:MAX_QUESTION_CHARS]
 
 
