@@ -20,7 +20,8 @@ def test_newline_ends_a_sentence_and_spans_point_into_the_text():
 
 
 def test_ascii_marks_and_brackets():
-    assert split_sentences("Done! OK? 办法（试行）。结束") == ["Done!", "OK?", "办法（试行）。", "结束"]
+    sentences = split_sentences("Done! OK? 办法（试行）。结束")
+    assert sentences == ["Done!", "OK?", "办法（试行）。", "结束"]
 
 
 def test_traditional_to_simplified():

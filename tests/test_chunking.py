@@ -1,3 +1,5 @@
+import itertools
+
 from qa_bot.chinese import sentence_spans
 from qa_bot.chunking import SentenceChunker, estimate_tokens
 from qa_bot.records import Article
@@ -24,7 +26,7 @@ def test_chunks_are_whole_sentences_within_budget_with_overlap():
         assert chunk.text == article.text[chunk.start : chunk.end]
         assert chunk.start in starts and chunk.end in boundaries
         assert estimate_tokens(chunk.embed_text) + 8 <= 80 + 8
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         # exactly one shared sentence
         shared = article.text[after.start : before.end]
         assert shared and len(sentence_spans(shared)) == 1

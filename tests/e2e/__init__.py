@@ -1,0 +1,1 @@
+"""End-to-end tests against the local Telegram Bot API emulator (see tests/telegram_harness.py)."""
