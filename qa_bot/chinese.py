@@ -12,7 +12,10 @@ import re
 from functools import lru_cache
 
 # Sentence-final punctuation, then any closing quotes/brackets that belong to that sentence.
-_SENTENCE_END = re.compile(r"(?:[。！？；!?;]+|…+|\.{3,})[”’」』）)\]》〉\"']*")
+_CLOSERS = r"[”’」』）)\]》〉\"']*"
+_SENTENCE_END = re.compile(r"(?:[。！？；!?;]+|…+|\.{3,})" + _CLOSERS)
+# Full stops only: ；-separated clauses stay together (an answer and its subject often do).
+_FULL_STOP = re.compile(r"(?:[。！？!?]+|…+|\.{3,})" + _CLOSERS)
 _NEWLINES = re.compile(r"\n+")
 
 
@@ -28,18 +31,20 @@ def to_simplified(text: str) -> str:
     return _t2s().convert(text) if text else text
 
 
-def sentence_spans(text: str) -> list[tuple[int, int]]:
+def sentence_spans(text: str, split_clauses: bool = True) -> list[tuple[int, int]]:
     """(start, end) of each sentence; together they cover every non-blank character of text.
 
     Paragraph breaks (newlines) always end a sentence, so a heading or a line without final
     punctuation is a sentence of its own. Leading/trailing whitespace is left outside spans.
+    With split_clauses=False, ；-separated clauses are not split apart.
     """
+    ending = _SENTENCE_END if split_clauses else _FULL_STOP
     spans: list[tuple[int, int]] = []
     line_start = 0
     for line_match in (*_NEWLINES.finditer(text), None):
         line_end = line_match.start() if line_match else len(text)
         start = line_start
-        for end_match in _SENTENCE_END.finditer(text, line_start, line_end):
+        for end_match in ending.finditer(text, line_start, line_end):
             _append_stripped(text, start, end_match.end(), spans)
             start = end_match.end()
         _append_stripped(text, start, line_end, spans)

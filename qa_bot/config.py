@@ -47,19 +47,23 @@ class RetrievalSettings:
     top_k: int = 5
     dense_depth: int = 50
     lexical_depth: int = 50
+    fusion: str = "score"  # "score" (calibrated score fusion) or "rrf"
+    dense_weight: float = 0.4
+    lexical_weight: float = 0.6
+    dense_temperature: float = 0.1  # cosine below the best dense hit that counts as nothing
+    lexical_scale: float = 3.0  # BM25 per question token that counts as a full match
     rrf_k: int = 60
-    dense_weight: float = 1.0
-    lexical_weight: float = 1.0
-    zone_boost: float = 0.5  # added to the fused score of a chunk of the zone the question names
+    zone_boost: float = 0.5  # a chunk of the zone the question names scores × (1 + zone_boost)
     approximate_above: int = 200_000  # chunks; above this the index is HNSW instead of exact
     hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 128
 
 
 @dataclass(frozen=True)
 class AnswerSettings:
     # Below this confidence the bot declines and lists the nearest titles instead.
-    min_confidence: float = 0.35
+    min_confidence: float = 0.40
     max_sentence_chars: int = 160
 
 
@@ -80,6 +84,12 @@ class TelegramSettings:
     passages_per_page: int = 3
     feedback_path: str = "feedback/feedback.jsonl"
     reload_check_seconds: float = 5.0
+    # Added with the bot (qa_bot/telegram/); documented in config/qa-bot.toml.
+    max_passages: int = 0  # passages behind 更多结果; 0 = retrieval.top_k, as `qa-bot ask`
+    answer_cache_size: int = 1000  # recent answers whose buttons still work
+    answer_workers: int = 2  # threads computing answers
+    concurrent_updates: int = 64  # updates handled at once
+    flood_control: bool = True  # PTB AIORateLimiter: Telegram's flood limits, retry on 429
 
 
 @dataclass(frozen=True)

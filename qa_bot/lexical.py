@@ -8,6 +8,7 @@ The BM25 matrix (bm25s) is built at ingest time and saved beside the FAISS index
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Iterable
@@ -66,26 +67,65 @@ class LexicalTokenizer:
             for word in new:
                 self._jieba.add_word(to_simplified(word).lower(), freq=200_000)
 
-    def tokenize(self, text: str) -> list[str]:
+    def tokenize(self, text: str, hmm: bool = True) -> list[str]:
+        """Search tokens. hmm=False keeps to dictionary words: no guessed words like 县到."""
         self.warm_up()
         normalised = to_simplified(text).lower()
         return [
             token
-            for token in self._jieba.cut_for_search(normalised)
+            for token in self._jieba.cut_for_search(normalised, HMM=hmm)
             if token not in self._stopwords and _TOKEN_KEEP.search(token)
         ]
+
+    def is_stopword(self, word: str) -> bool:
+        self.warm_up()
+        return word in self._stopwords
+
+    def segment(self, text: str, hmm: bool = True) -> list[str]:
+        """Plain jieba words of text as printed (with HMM, unseen names stay whole)."""
+        self.warm_up()
+        return list(self._jieba.cut(text, HMM=hmm))
 
     def tokenize_many(self, texts: Iterable[str]) -> list[list[str]]:
         return [self.tokenize(text) for text in texts]
 
 
 class LexicalIndex:
-    """A BM25 index over token lists; rows are aligned with the chunk table."""
+    """A BM25 index over token lists; rows are aligned with the chunk table.
+
+    Built (and saved) with bm25s at ingest time. Loading reads bm25s's files directly — the
+    precomputed per-token score columns (CSC arrays) and the vocabulary — so answering never
+    imports bm25s (and scipy with it: half a second of `qa-bot ask`). Scores are the same
+    float32 sums bm25s computes.
+    """
 
     _EMPTY_MARKER = "empty"
+    _FILES = (("data", "data.csc.index.npy"), ("indices", "indices.csc.index.npy"),
+              ("indptr", "indptr.csc.index.npy"))
 
-    def __init__(self, bm25) -> None:
-        self._bm25 = bm25  # None for an index of no rows, which bm25s cannot represent
+    def __init__(
+        self,
+        bm25=None,
+        *,
+        arrays: dict[str, np.ndarray] | None = None,
+        vocab: dict[str, int] | None = None,
+        num_docs: int = 0,
+        nonoccurrence: np.ndarray | None = None,
+        params: dict | None = None,
+    ) -> None:
+        self._bm25 = bm25  # the bm25s object when built here (None when loaded, or empty)
+        if bm25 is not None:
+            arrays = {key: bm25.scores[key] for key, _ in self._FILES}
+            vocab = bm25.vocab_dict
+            num_docs = int(bm25.scores["num_docs"])
+            nonoccurrence = getattr(bm25, "nonoccurrence_array", None)
+        self._data = arrays["data"] if arrays else np.zeros(0, dtype=np.float32)
+        self._indices = arrays["indices"] if arrays else np.zeros(0, dtype=np.int32)
+        self._indptr = arrays["indptr"] if arrays else np.zeros(1, dtype=np.int32)
+        self._vocab: dict[str, int] = vocab or {}
+        self._num_docs = int(num_docs)
+        self._nonoccurrence = nonoccurrence
+        self._params = params or {}
 
     @classmethod
     def build(cls, token_lists: list[list[str]]) -> LexicalIndex:
@@ -100,34 +140,91 @@ class LexicalIndex:
         return cls(bm25)
 
     def save(self, directory: Path) -> None:
-        if self._bm25 is None:
+        if self._num_docs == 0:
             directory.mkdir(parents=True, exist_ok=True)
             (directory / self._EMPTY_MARKER).touch()
-        else:
+        elif self._bm25 is not None:
             self._bm25.save(str(directory), show_progress=False)
+        else:  # loaded, not built: write the same files bm25s would
+            directory.mkdir(parents=True, exist_ok=True)
+            for key, name in self._FILES:
+                np.save(directory / name, getattr(self, "_" + key), allow_pickle=False)
+            if self._nonoccurrence is not None:
+                np.save(directory / "nonoccurrence_array.index.npy", self._nonoccurrence)
+            (directory / "vocab.index.json").write_text(
+                json.dumps(self._vocab, ensure_ascii=False), encoding="utf-8"
+            )
+            (directory / "params.index.json").write_text(
+                json.dumps(self._params, indent=4), encoding="utf-8"
+            )
 
     @classmethod
     def load(cls, directory: Path) -> LexicalIndex:
-        import bm25s
-
+        """Read an index saved by save(); ValueError / OSError when a file is damaged."""
         if (directory / cls._EMPTY_MARKER).exists():
             return cls(None)
-        if not (directory / "params.index.json").exists():
-            raise FileNotFoundError(2, "BM25 index missing", str(directory / "params.index.json"))
-        return cls(bm25s.BM25.load(str(directory), mmap=False, show_progress=False))
+        params_path = directory / "params.index.json"
+        if not params_path.exists():
+            raise FileNotFoundError(2, "BM25 index missing", str(params_path))
+        params = json.loads(params_path.read_text(encoding="utf-8"))
+        if not isinstance(params, dict):
+            raise ValueError(f"{params_path}: not a JSON object")
+        vocab = json.loads((directory / "vocab.index.json").read_text(encoding="utf-8"))
+        if not isinstance(vocab, dict):
+            raise ValueError(f"{directory / 'vocab.index.json'}: not a JSON object")
+        arrays = {
+            key: np.load(directory / name, allow_pickle=False) for key, name in cls._FILES
+        }
+        nonoccurrence_path = directory / "nonoccurrence_array.index.npy"
+        nonoccurrence = (
+            np.load(nonoccurrence_path, allow_pickle=False) if nonoccurrence_path.exists()
+            else None
+        )
+        num_docs = int(params["num_docs"])
+        data, indices, indptr = arrays["data"], arrays["indices"], arrays["indptr"]
+        if (
+            data.ndim != 1 or data.shape != indices.shape or indptr.ndim != 1
+            # bm25s's vocabulary may hold one extra entry, "", that has no column
+            or not len(indptr) - 1 <= len(vocab) <= len(indptr) or int(indptr[-1]) != len(data)
+            or (len(indices) and (int(indices.max()) >= num_docs or int(indices.min()) < 0))
+        ):
+            raise ValueError(f"{directory}: BM25 arrays do not fit together")
+        return cls(None, arrays=arrays, vocab=vocab, num_docs=num_docs,
+                   nonoccurrence=nonoccurrence, params=params)
 
     @property
     def size(self) -> int:
-        return 0 if self._bm25 is None else int(self._bm25.scores["num_docs"])
+        return self._num_docs
+
+    @property
+    def vocabulary(self) -> dict[str, int]:
+        return self._vocab
+
+    def document_frequencies(self) -> dict[str, int]:
+        """Rows holding each token (the BM25 columns' lengths): no pass over the token lists."""
+        counts = np.diff(self._indptr)
+        return {
+            token: int(counts[column]) for token, column in self._vocab.items()
+            if column < len(counts)
+        }
 
     def scores(self, query_tokens: list[str]) -> np.ndarray:
         """BM25 score of every row for the query (zeros when no token is known)."""
-        if self._bm25 is None:
+        if self._num_docs == 0:
             return np.zeros(0, dtype=np.float32)
-        token_ids = self._bm25.get_tokens_ids(query_tokens)
-        if not token_ids:
-            return np.zeros(self.size, dtype=np.float32)
-        return np.asarray(self._bm25.get_scores_from_ids(token_ids), dtype=np.float32)
+        columns = len(self._indptr) - 1
+        token_ids = [
+            column for column in (self._vocab.get(token, columns) for token in query_tokens)
+            if column < columns
+        ]
+        scores = np.zeros(self._num_docs, dtype=np.float32)
+        for column in token_ids:  # a repeated query token counts again, as in bm25s
+            start, end = self._indptr[column], self._indptr[column + 1]
+            # Rows are unique within one column: a plain indexed add (np.add.at is ~10x slower).
+            scores[self._indices[start:end]] += self._data[start:end]
+        if self._nonoccurrence is not None and token_ids:
+            scores += self._nonoccurrence[token_ids].sum()
+        return scores
 
     def search(
         self, query_tokens: list[str], depth: int, allowed: np.ndarray | None = None

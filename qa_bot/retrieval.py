@@ -1,8 +1,6 @@
 """Hybrid retrieval: dense (FAISS) and lexical (BM25) candidates, fused, one hit per article.
 
-Fusion is reciprocal rank fusion with per-retriever weights, plus an agreement term: a chunk
-that both retrievers rank highly gets more than either alone. A question that names a zone
-prefers that zone's chunks; `zone=` filters hard.
+A question that names a zone prefers that zone's chunks; `zone=` filters hard.
 """
 
 from __future__ import annotations
@@ -36,23 +34,40 @@ def fuse(
     dense: list[tuple[int, float]],
     lexical: list[tuple[int, float]],
     settings: RetrievalSettings,
+    query_tokens: int = 1,
 ) -> list[Candidate]:
-    """Weighted reciprocal rank fusion of two ranked lists of (row, score), best first."""
-    k = settings.rrf_k
+    """Fuse two ranked lists of (row, score), best first, into one ranking.
+
+    "score" fusion (default) adds calibrated scores: dense cosine relative to the best one
+    (1 at the top, 0 at `dense_temperature` below it) and BM25 per query token relative to
+    `lexical_scale`, capped at 1. Unlike rank fusion it knows how strong each list's evidence
+    is: a BM25 list whose best match shares one word with the question cannot outvote a clear
+    dense match, and a dense list of near-equal cosines cannot outvote an exact-term match.
+    "rrf" is weighted reciprocal rank fusion, kept for comparison.
+    """
     entries: dict[int, dict] = {}
     for rank, (row, score) in enumerate(dense, start=1):
         entries.setdefault(row, {})["dense"] = (rank, score)
     for rank, (row, score) in enumerate(lexical, start=1):
         entries.setdefault(row, {})["lexical"] = (rank, score)
+    dense_top = dense[0][1] if dense else 0.0
+    lexical_unit = max(query_tokens, 1) * settings.lexical_scale
     fused = []
     for row, found in entries.items():
         dense_rank, dense_score = found.get("dense", (None, None))
         lexical_rank, lexical_score = found.get("lexical", (None, None))
         score = 0.0
-        if dense_rank is not None:
-            score += settings.dense_weight / (k + dense_rank)
-        if lexical_rank is not None:
-            score += settings.lexical_weight / (k + lexical_rank)
+        if settings.fusion == "rrf":
+            if dense_rank is not None:
+                score += settings.dense_weight / (settings.rrf_k + dense_rank)
+            if lexical_rank is not None:
+                score += settings.lexical_weight / (settings.rrf_k + lexical_rank)
+        else:
+            if dense_score is not None:
+                closeness = 1.0 - (dense_top - dense_score) / settings.dense_temperature
+                score += settings.dense_weight * max(closeness, 0.0)
+            if lexical_score is not None:
+                score += settings.lexical_weight * min(lexical_score / lexical_unit, 1.0)
         fused.append(Candidate(row, score, dense_rank, dense_score, lexical_rank, lexical_score))
     fused.sort(key=lambda c: (-c.score, c.row))
     return fused
@@ -90,13 +105,13 @@ class Retriever:
             query_vector = self.embedder.encode_queries([question])[0]
             dense = self.snapshot.dense_search(query_vector, self.settings.dense_depth, allowed)
         lexical: list[tuple[int, float]] = []
+        query_tokens = self.tokenizer.tokenize(" ".join([question, *named_zones]))
         if mode in ("hybrid", "bm25"):
-            query_tokens = self.tokenizer.tokenize(" ".join([question, *named_zones]))
             lexical = self.snapshot.lexical.search(
                 query_tokens, self.settings.lexical_depth, allowed
             )
 
-        candidates = fuse(dense, lexical, self.settings)
+        candidates = fuse(dense, lexical, self.settings, len(query_tokens))
         if named_zones:
             candidates = self._prefer_zones(candidates, set(named_zones))
         return self._best_per_article(candidates, k)

@@ -24,6 +24,7 @@ _SHORT_FORMS = ("经济技术开发区", "经济开发区", "开发区", "经开
 # The tail of a zone-like name ("太原经开区", "朔州开发区"); the place is the 2–4 characters before.
 _ZONE_TAIL = re.compile(r"经济技术开发区|高新技术产业开发区|经济开发区|开发区|经开区|高新区")
 # Characters that never end a place name: "哪个开发区", "全省开发区", "该开发区" are no zone.
+_HAN_PAIR = re.compile(r"[\u4e00-\u9fff]{2}")
 _NOT_PLACE = set("的个些该本各全省哪那这此其每几们和与及在到赴去对从向为是了有等")
 
 
@@ -104,7 +105,7 @@ class ZoneTable:
         unknown = []
         for match in _ZONE_TAIL.finditer(text):
             before = text[max(0, match.start() - 4) : match.start()]
-            if len(before) < 2 or before[-1] in _NOT_PLACE or before[-2] in _NOT_PLACE:
+            if not _HAN_PAIR.fullmatch(before[-2:]) or _NOT_PLACE.intersection(before[-2:]):
                 continue
             if not any(before[-k:] in self._known_places for k in (2, 3, 4)):
                 unknown.append(before[-2:] + match.group())
@@ -118,7 +119,7 @@ def zone_mentions(text: str) -> set[str]:
     for match in _ZONE_TAIL.finditer(text):
         for k in (2, 3, 4):
             place = text[max(0, match.start() - k) : match.start()]
-            if len(place) == k and not _NOT_PLACE.intersection(place[-2:]):
+            if _HAN_PAIR.fullmatch(place[-2:]) and not _NOT_PLACE.intersection(place[-2:]):
                 names.add(place + match.group())
     return names
 
