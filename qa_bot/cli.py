@@ -69,6 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     bot = commands.add_parser("bot", help="run the Telegram bot")
     bot.set_defaults(handler=cmd_bot)
+
+    # -- Telegram feedback (qa_bot/telegram/feedback.py) --
+    feedback = commands.add_parser("feedback", help="the Telegram bot's 👍/👎 feedback")
+    feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True,
+                                                metavar="ACTION")
+    export = feedback_commands.add_parser(
+        "export", help="👍 rows as eval rows (qa-bot eval FILE); 👎 rows to --review")
+    export.add_argument("--out", type=Path, help="eval rows (JSONL; default: stdout)")
+    export.add_argument("--review", type=Path,
+                        help="👎 answers for a maintainer to correct (JSONL)")
+    export.add_argument("--store", type=Path,
+                        help="feedback file (default: [telegram] feedback_path)")
+    export.set_defaults(handler=cmd_feedback_export)
     return parser
 
 
@@ -169,7 +182,9 @@ def _service(settings: Settings):
 
 def cmd_ask(args, settings: Settings) -> int:
     from qa_bot.render import answer_json, answer_text
+    from qa_bot.service import clean_question
 
+    clean_question(args.question)  # an empty question is refused before the model loads
     service = _service(settings)
     answer = service.answer(args.question, k=args.k, zone=args.zone, mode=args.retriever)
     if args.json:
@@ -228,6 +243,39 @@ def cmd_bot(args, settings: Settings) -> int:
     from qa_bot.telegram_bot import run_bot
 
     return run_bot(settings)
+
+
+def cmd_feedback_export(args, settings: Settings) -> int:
+    from qa_bot.index import IndexProblem, IndexStore
+    from qa_bot.telegram.feedback import export_rows, read_rows
+
+    store_path = args.store or Path(settings.telegram.feedback_path).expanduser()
+    if not store_path.is_file():
+        print(f"qa-bot: error: no feedback yet: {store_path} does not exist", file=sys.stderr)
+        return EXIT_ERROR
+    try:  # titles come from the index; without one, rows name the article id instead
+        articles = IndexStore(settings.index_path).load().articles
+    except IndexProblem as exc:
+        print(f"warning: {exc}; eval rows will carry passage_id instead of title",
+              file=sys.stderr)
+        articles = {}
+    eval_rows, review_rows = export_rows(
+        read_rows(store_path), lambda article_id: getattr(articles.get(article_id), "title", None)
+    )
+    lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in eval_rows)
+    if args.out:
+        args.out.write_text(lines, encoding="utf-8")
+    else:
+        sys.stdout.write(lines)
+    if args.review:
+        args.review.write_text(
+            "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in review_rows),
+            encoding="utf-8",
+        )
+    print(f"{len(eval_rows)} eval rows (👍), {len(review_rows)} answers to review (👎)"
+          + ("" if args.review or not review_rows else "; write them with --review FILE"),
+          file=sys.stderr)
+    return EXIT_OK
 
 
 if __name__ == "__main__":
