@@ -73,7 +73,7 @@ _ROLE_WORDS = (
     "主持人", "记者", "队长", "负责人", "总统", "首相", "总理", "国王", "皇帝", "作者", "导演",
     "教练", "球员", "演员", "歌手", "画家", "诗人", "作家", "主编", "秘书长", "代表")
 # What a person named in news does right after the name (李俊胜主持, 丁小强深入).
-_PERSON_ACTIONS = frozenset((
+_PERSON_ACTIONS = tuple((
     "主持", "带队", "出席", "强调", "指出", "表示", "讲话", "担任", "出任", "当选", "参加", "深入",
     "走进", "介绍", "要求", "调研", "率队", "参观", "发表", "提出", "认为", "说"))
 _HAN_NAME = re.compile(r"[\u4e00-\u9fff·]{2,4}")
@@ -155,10 +155,8 @@ class Answerer:
         BM25 stop words (要求, 今年…) are not counted in the index, so they get the weight of a
         word in a tenth of the chunks: common, yet telling one sentence from another.
         """
-        if self.tokenizer.is_stopword(token):
-            df = self._documents / 10
-        else:
-            df = self._df.get(token, 0)
+        stopword = self.tokenizer.is_stopword(token)
+        df = self._documents / 10 if stopword else self._df.get(token, 0)
         return math.log(1 + (self._documents - df + 0.5) / (df + 0.5))
 
     def answer(self, question: str, hits: list[Hit], articles: dict[str, Article]) -> Answer:
@@ -298,10 +296,16 @@ class Answerer:
         for i, word in enumerate(words):
             if not _HAN_NAME.fullmatch(word) or word in question or word.endswith(_ROLE_WORDS):
                 continue
+            # jieba may split an unknown given name (李俊|胜): take up one more character.
+            end = i + 1
+            if (end < len(words) and len(words[end]) == 1 and len(word) < 3
+                    and _HAN_NAME.fullmatch(word + words[end])
+                    and (end + 1 == len(words) or words[end + 1].startswith(_PERSON_ACTIONS))):
+                end += 1
             after_role = i > 0 and words[i - 1].endswith(_ROLE_WORDS)
-            before_action = i + 1 < len(words) and words[i + 1] in _PERSON_ACTIONS
+            before_action = end < len(words) and words[end].startswith(_PERSON_ACTIONS)
             if after_role or before_action:
-                return offsets[i], offsets[i + 1]
+                return offsets[i], offsets[end]
         return None
 
 

@@ -63,7 +63,7 @@ class RetrievalSettings:
 @dataclass(frozen=True)
 class AnswerSettings:
     # Below this confidence the bot declines and lists the nearest titles instead.
-    min_confidence: float = 0.40
+    min_confidence: float = 0.35
     max_sentence_chars: int = 160
 
 

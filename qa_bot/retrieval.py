@@ -69,7 +69,8 @@ def fuse(
             if lexical_score is not None:
                 score += settings.lexical_weight * min(lexical_score / lexical_unit, 1.0)
         fused.append(Candidate(row, score, dense_rank, dense_score, lexical_rank, lexical_score))
-    fused.sort(key=lambda c: (-c.score, c.row))
+    # Capped BM25 scores can tie; the raw score still orders them.
+    fused.sort(key=lambda c: (-c.score, -(c.lexical_score or 0.0), c.row))
     return fused
 
 

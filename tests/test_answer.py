@@ -1,0 +1,129 @@
+"""Answer-type rules, sentence choice and the decline path, on small hand-built articles."""
+
+from collections import Counter
+
+import pytest
+
+from qa_bot.answer import Answerer, QuestionType, answer_windows, question_type
+from qa_bot.config import AnswerSettings
+from qa_bot.lexical import LexicalTokenizer
+from qa_bot.records import Article, Chunk, Hit
+from qa_bot.zones import ZoneTable
+
+ARTICLES = [
+    Article("i/1", "i", "发展再生金属产业 逐步形成聚集效应", zone="广灵经济技术开发区",
+            byline="王云霞",
+            text="本刊讯 近年来，广灵经济技术开发区发展再生金属产业。\n"
+                 "全区现有规模以上企业24家。目前全区已有再生金属企业13家，其中已投产4家。\n"
+                 "特别是再生铝，预计2023年产能将达到26万吨。"),
+    Article("i/2", "i", "召开2023年项目建设第19次调度会", zone="侯马经济开发区", byline="贺玉斌",
+            text="本刊讯 6月12日，侯马经济开发区召开2023年项目建设第19次调度会。"
+                 "党工委副书记、管委会主任李俊胜主持会议。\n"
+                 "李俊胜要求，全区上下要统一思想。要集中精力，尽最大努力完成工业投资；"
+                 "要紧盯重点，尽最大努力破解企业遇到的困难。"),
+]
+
+
+@pytest.fixture(scope="module")
+def answerer():
+    zones = ZoneTable.build((a.zone for a in ARTICLES), texts=(a.text for a in ARTICLES))
+    tokenizer = LexicalTokenizer(zones.words())
+    df = Counter()
+    for article in ARTICLES:
+        df.update(set(tokenizer.tokenize(article.text)))
+    return Answerer(AnswerSettings(), tokenizer, zones, df, len(ARTICLES))
+
+
+def hits_for(*article_ids, dense=0.9):
+    by_id = {a.article_id: a for a in ARTICLES}
+    hits = []
+    for rank, article_id in enumerate(article_ids):
+        a = by_id[article_id]
+        chunk = Chunk(a.article_id, 0, a.text, 0, len(a.text), a.issue, a.title, a.zone, a.byline)
+        hits.append(Hit(chunk, score=1.0 - 0.1 * rank, dense_score=dense))
+    return hits
+
+
+@pytest.mark.parametrize(("question", "kind"), [
+    ("广灵经开区有多少家再生金属企业？", QuestionType.NUMBER),
+    ("召开的是第几次调度会？", QuestionType.NUMBER),
+    ("调度会由谁主持？", QuestionType.PERSON),
+    ("哪位副市长参加了？", QuestionType.PERSON),
+    ("调度会是哪天召开的？", QuestionType.DATE),
+    ("什么时候投产？", QuestionType.DATE),
+    ("哪个园区在发展再生金属？", QuestionType.PLACE),
+    ("陈华一行去哪里考察？", QuestionType.PLACE),
+    ("讲座的主题是什么？", QuestionType.OTHER),
+])
+def test_question_types(question, kind):
+    assert question_type(question) == kind
+
+
+def answer(answerer, question, *article_ids, dense=0.9):
+    return answerer.answer(question, hits_for(*article_ids, dense=dense),
+                           {a.article_id: a for a in ARTICLES})
+
+
+def highlighted(result):
+    start, end = result.sentence.span
+    return result.sentence.text[start:end]
+
+
+def test_number_answer_is_the_one_beside_the_question_words(answerer):
+    result = answer(answerer, "广灵经开区有多少家再生金属企业？", "i/1", "i/2")
+    assert highlighted(result) == "13家"
+    assert result.sentence.chunk.byline == "王云霞"
+
+
+def test_number_with_unit(answerer):
+    result = answer(answerer, "广灵的再生铝预计2023年产能能达到多少？", "i/1", "i/2")
+    assert highlighted(result) == "26万吨"
+
+
+def test_person_after_a_role_or_before_an_action(answerer):
+    result = answer(answerer, "侯马经开区的调度会由谁主持？", "i/2", "i/1")
+    assert highlighted(result) == "李俊胜"
+
+
+def test_date(answerer):
+    result = answer(answerer, "侯马经济开发区哪天召开了调度会？", "i/2", "i/1")
+    assert highlighted(result) == "6月12日"
+
+
+def test_place_question_is_answered_by_the_zone(answerer):
+    result = answer(answerer, "哪个园区在发展再生金属产业？", "i/1", "i/2")
+    assert highlighted(result) == "广灵经济技术开发区"
+
+
+def test_a_subject_in_the_sentence_before_is_kept_with_its_clause(answerer):
+    result = answer(answerer, "侯马开发区负责人要求怎样完成工业投资任务？", "i/2", "i/1")
+    assert "尽最大努力完成工业投资" in result.sentence.text
+
+
+def test_declines_a_zone_the_corpus_never_mentions(answerer):
+    result = answer(answerer, "太原经开区今年引进了几家半导体企业？", "i/1", "i/2")
+    assert result.declined
+    assert "太原经开区" in result.declined_reason
+    assert result.passages  # the nearest articles are still listed
+
+
+def test_declines_when_the_best_sentence_is_about_another_zone(answerer):
+    result = answer(answerer, "侯马经开区的光伏玻璃项目产能是多少？", "i/1", "i/2")
+    assert result.declined
+
+
+def test_declines_when_little_of_the_question_is_found(answerer):
+    result = answer(answerer, "物流园区的冷链仓储什么时候投入运营？", "i/2", "i/1", dense=0.8)
+    assert result.declined
+    assert result.declined_reason
+
+
+def test_no_hits_is_a_decline_not_an_error(answerer):
+    result = answerer.answer("随便问问？", [], {})
+    assert result.declined and result.passages == []
+
+
+def test_windows_pair_neighbouring_sentences_of_a_paragraph_only():
+    text = "第一句。第二句。\n第三句。"
+    windows = {text[a:b] for a, b in answer_windows(text, 160)}
+    assert {"第一句。", "第二句。", "第三句。", "第一句。第二句。"} == windows
