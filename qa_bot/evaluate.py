@@ -161,7 +161,8 @@ def evaluate(service, questions: list[Question], retriever: str) -> Scores:
 
 def format_table(results: list[dict]) -> str:
     columns = ["retriever", "n", "recall@1", "recall@5", "mrr@10", "answer_hit",
-               "answered_rate", "decline_rate", "latency_ms_p50", "latency_ms_p95"]
+               "answered_rate", "decline_rate", "no_answer_precision", "latency_ms_p50",
+               "latency_ms_p95"]
     rows = [[_cell(result.get(c)) for c in columns] for result in results]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
 
