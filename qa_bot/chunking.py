@@ -91,15 +91,32 @@ class SentenceChunker:
             # Prefer a clause boundary unless it would leave a tiny piece.
             if cut < end and clause_ends and clause_ends[-1] - start > (cut - start) // 3:
                 cut = clause_ends[-1]
-            pieces.append((start, cut, self.count_tokens(text[start:cut])))
+            # A cut may fall after a space; no piece starts or ends with whitespace.
+            stop = cut
+            while stop > start + 1 and text[stop - 1].isspace():
+                stop -= 1
+            pieces.append((start, stop, self.count_tokens(text[start:stop])))
             start = cut
+            while start < end and text[start].isspace():
+                start += 1
         return pieces
 
     def _longest_prefix_within(self, text: str, start: int, end: int, budget: int) -> int:
-        """Largest cut in (start, end] whose prefix fits the budget (binary search)."""
-        if self.count_tokens(text[start:end]) <= budget:
-            return end
-        low, high = start + 1, end
+        """Largest cut in (start, end] whose prefix fits the budget (at least one character).
+
+        Galloping, then binary search: each cut costs O(budget · log) characters tokenized,
+        never the length of the rest of the sentence, so a megabyte-long line without
+        sentence punctuation is cut in linear time.
+        """
+        low, width = start + 1, max(budget, 1)
+        while True:
+            high = min(end, start + width)
+            if self.count_tokens(text[start:high]) > budget:
+                break
+            if high == end:
+                return end
+            low, width = high, width * 2
+        high -= 1
         while low < high:
             mid = (low + high + 1) // 2
             if self.count_tokens(text[start:mid]) <= budget:
@@ -119,6 +136,12 @@ class SentenceChunker:
             spans.append((pieces[first][0], pieces[last - 1][1]))
             if last == len(pieces):
                 break
-            # Overlap, but always move forward by at least one piece.
+            # Overlap, but always move forward by at least one piece, and shrink the overlap
+            # until the next piece fits beside it: a chunk of nothing but overlap would only
+            # repeat the end of the one before.
             first = max(last - self.overlap_sentences, first + 1)
+            overlap_tokens = sum(piece[2] for piece in pieces[first:last])
+            while first < last and overlap_tokens + pieces[last][2] > budget:
+                overlap_tokens -= pieces[first][2]
+                first += 1
         return spans
