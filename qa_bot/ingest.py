@@ -14,19 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from qa_bot.parsing import InputError, load_file
 
 from qa_bot.chunking import SentenceChunker
 from qa_bot.config import Settings
 from qa_bot.embedding import Embedder
 from qa_bot.index import IndexMismatch, IndexNotFound, IndexStore, Manifest, Snapshot
 from qa_bot.lexical import LexicalIndex, LexicalTokenizer
+from qa_bot.parsing import InputError, load_file
 from qa_bot.records import Article, Chunk, SourceProblem
 from qa_bot.zones import ZoneTable
 
 log = logging.getLogger(__name__)
 
-INPUT_SUFFIXES = {".txt", ".md", ".jsonl"}
+# An HNSW graph is rebuilt when the ids of removed chunks it still holds exceed this share.
+TOMBSTONE_REBUILD_FRACTION = 0.1
+INPUT_SUFFIXES = {".txt", ".md", ".jsonl", ".json", ".ndjson"}  # compared in lower case
 
 
 @dataclass
@@ -62,16 +64,24 @@ class IngestReport:
         )
 
 
-def expand_paths(paths: Iterable[Path]) -> list[Path]:
-    """Files as given; directories expand to their bulletin/JSONL files, sorted."""
+def expand_paths(paths: Iterable[Path], skipped: list[Path] | None = None) -> list[Path]:
+    """Files as given; directories expand to their bulletin/JSONL files, sorted.
+
+    Other files found in a directory are appended to `skipped` (hidden ones are not: .git,
+    .DS_Store and the like are no one's issue).
+    """
     files: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            files.extend(
-                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in INPUT_SUFFIXES)
-            )
-        else:
+        if not path.is_dir():
             files.append(path)
+            continue
+        for found in sorted(p for p in path.rglob("*") if p.is_file()):
+            if any(part.startswith(".") for part in found.relative_to(path).parts):
+                continue
+            if found.suffix.lower() in INPUT_SUFFIXES:
+                files.append(found)
+            elif skipped is not None:
+                skipped.append(found)
     return files
 
 
@@ -98,7 +108,13 @@ class Ingestor:
         report = IngestReport()
         incoming: dict[str, list[Article]] = {}
         sources: dict[str, str] = {}
-        for path in expand_paths(paths):
+        skipped: list[Path] = []
+        files = expand_paths(paths, skipped)
+        report.warnings.extend(
+            SourceProblem(str(path), 0, "skipped: not an issue file (.txt, .md, .jsonl, .json)")
+            for path in skipped
+        )
+        for path in files:
             report.files += 1
             try:
                 articles, problems = load_file(path)
@@ -258,7 +274,6 @@ class Ingestor:
         )
         chunks: list[Chunk] = [previous.chunks[row] for row in kept_rows] if previous else []
         ids = previous.ids[kept_rows] if previous else np.zeros(0, dtype=np.int64)
-        vectors = previous.vectors_for_ids(ids) if previous else None
         tokens: list[list[str]] = (
             [previous.tokens[row] for row in kept_rows] if previous and same_tokens else
             tokenizer.tokenize_many(c.embed_text for c in chunks)
@@ -283,10 +298,17 @@ class Ingestor:
         all_ids = np.concatenate([ids, new_ids])
         all_tokens = tokens + tokenizer.tokenize_many(c.embed_text for c in new_chunks)
         dimension = self._dimension(previous)
-        parts = [v for v in (vectors, new_vectors) if v is not None and len(v)]
-        all_vectors = np.vstack(parts) if parts else np.zeros((0, dimension), dtype=np.float32)
+        dense_entry, dense_index = self._dense(previous, ids, new_vectors, new_ids, dimension)
+        all_vectors = None
+        if dense_index is None:  # built from every vector: kept ones come out of the old index
+            vectors = previous.vectors_for_ids(ids) if previous else None
+            parts = [v for v in (vectors, new_vectors) if v is not None and len(v)]
+            all_vectors = (
+                np.vstack(parts) if parts else np.zeros((0, dimension), dtype=np.float32)
+            )
 
         manifest = self._manifest(previous, dimension, tokenizer, fresh_issues)
+        manifest.dense = dense_entry
         manifest.next_id = int(next_id + len(new_chunks))
         manifest.issues.update(
             {issue: {**entry, "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -308,8 +330,49 @@ class Ingestor:
         name = self.store.write(
             manifest, all_chunks, all_ids, all_tokens, all_vectors, articles,
             lexical=LexicalIndex.build(_sorted_by_ids(all_tokens, all_ids)),
+            dense=dense_index,
         )
         return name, len(new_chunks), len(all_chunks)
+
+    def _dense(
+        self,
+        previous: Snapshot | None,
+        kept_ids: np.ndarray,
+        new_vectors: np.ndarray | None,
+        new_ids: np.ndarray,
+        dimension: int,
+    ) -> tuple[dict, object | None]:
+        """The manifest's `dense` entry, and the FAISS index when an HNSW graph is extended.
+
+        Up to `approximate_above` chunks the index is exact (flat) and simply rebuilt. Above,
+        it is HNSW; an ingest into an HNSW snapshot adds its new vectors to a copy of the
+        stored graph instead of rebuilding it. HNSW cannot delete, so the ids of removed or
+        replaced chunks become tombstones, listed in the manifest and filtered out of every
+        search; when they pass TOMBSTONE_REBUILD_FRACTION of the index, it is rebuilt clean.
+        None for the index means: build it from all vectors.
+        """
+        from qa_bot.index import dense_settings_for, extend_dense_index, same_graph
+
+        retrieval = self.settings.retrieval
+        total = len(kept_ids) + len(new_ids)
+        wanted = dense_settings_for(
+            total, retrieval.approximate_above, retrieval.hnsw_m,
+            retrieval.hnsw_ef_construction, retrieval.hnsw_ef_search,
+        )
+        if previous is None or not same_graph(previous.manifest.dense, wanted):
+            if wanted["kind"] != previous_kind(previous):
+                log.info("dense index: %s for %d chunks", wanted["kind"], total)
+            return wanted, None
+        removed = np.setdiff1d(previous.ids, kept_ids, assume_unique=True)
+        tombstones = sorted({int(i) for i in previous.tombstones} | {int(i) for i in removed})
+        if len(tombstones) > TOMBSTONE_REBUILD_FRACTION * max(total, 1):
+            log.info("rebuilding the HNSW graph: %d removed chunks in it, %d live",
+                     len(tombstones), total)
+            return wanted, None
+        vectors = new_vectors if new_vectors is not None else np.zeros((0, dimension), np.float32)
+        return {**wanted, "tombstones": tombstones}, extend_dense_index(
+            previous.dense, vectors, new_ids
+        )
 
     def _check_fingerprint(self, manifest: Manifest) -> None:
         recorded = manifest.model.get("fingerprint")
@@ -349,6 +412,10 @@ class Ingestor:
             dense={"kind": "flat"},
             issues=issues,
         )
+
+
+def previous_kind(previous: Snapshot | None) -> str | None:
+    return previous.manifest.dense.get("kind") if previous is not None else None
 
 
 def _sorted_by_ids(tokens: list[list[str]], ids: np.ndarray) -> list[list[str]]:
