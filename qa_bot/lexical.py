@@ -172,6 +172,8 @@ class LexicalIndex:
     def build(cls, token_lists: list[list[str]]) -> LexicalIndex:
         import bm25s
 
+        # bm25s logs every index build at DEBUG on a logger of its own level; keep ours quiet.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         if not token_lists:
             return cls(None)
         bm25 = bm25s.BM25(k1=1.2, b=0.75)
