@@ -1,0 +1,106 @@
+"""The numpy encoder gives sentence-transformers' vectors and token counts on the same folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from qa_bot import encoder
+
+TEXTS = [
+    "query: 广灵经开区有多少家再生金属企业？",
+    "passage: 广灵经济技术开发区 发展再生金属产业\n本刊讯 近年来，"
+    "广灵经济技术开发区发展再生金属产业，逐步形成聚集效应。目前全区已有再生金属企业13家，其中已投产4家。",
+    "（全角括号）３～５年、①㎡℃，emoji 😀，English words and 12,345.67",
+    "x",
+    "",
+    "長治經濟技術開發區舉辦講座",  # Traditional characters
+    "passage: " + "开发区召开项目建设调度会，听取重点项目进展情况汇报。" * 60,  # > 512 tokens
+]
+
+
+@pytest.fixture(scope="module")
+def reference(bundled_model_dir):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(bundled_model_dir), device="cpu")
+
+
+@pytest.mark.slow
+def test_vectors_match_sentence_transformers(bundled_model_dir, reference):
+    lean = encoder.BertEncoder(bundled_model_dir)
+    ours = lean.encode(TEXTS, batch_size=3)  # mixed lengths in a batch: padding is masked
+    theirs = reference.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    assert ours.dtype == np.float32 and ours.shape == theirs.shape == (len(TEXTS), 384)
+    assert np.abs(ours - theirs).max() < 1e-5
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    one_by_one = np.vstack([lean.encode([t]) for t in TEXTS])
+    assert np.abs(one_by_one - ours).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_token_counts_match_the_transformers_tokenizer(bundled_model_dir, reference):
+    lean = encoder.BertEncoder(bundled_model_dir)
+    for text in TEXTS[:-1]:
+        expected = len(reference.tokenizer(text, add_special_tokens=False)["input_ids"])
+        assert lean.count_tokens(text) == expected, text
+    assert lean.count_tokens_many(TEXTS[:-1]) == [lean.count_tokens(t) for t in TEXTS[:-1]]
+
+
+@pytest.mark.slow
+def test_embedder_uses_the_numpy_encoder_for_questions(bundled_model_dir):
+    from qa_bot.config import ModelSettings
+    from qa_bot.embedding import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder(
+        ModelSettings(cache_dir=str(bundled_model_dir.parent)), show_progress=False
+    )
+    embedder.warm_up()
+    assert embedder._lean is not None and embedder._model is None
+    vector = embedder.encode_queries(["侯马开发区召开了什么会？"])
+    assert vector.shape == (1, embedder.dimension) == (1, 384)
+    assert embedder.count_tokens("侯马开发区") > 0
+    assert embedder._model is None  # questions never load torch's model
+
+
+def _model_folder(folder, pooling_mode="mean", model_type="bert"):
+    """The files supports() reads, as the converter writes them (weights left empty)."""
+    (folder / "1_Pooling").mkdir(parents=True)
+    (folder / "2_Normalize").mkdir()
+    modules = [
+        {"idx": 0, "name": "0", "path": "",
+         "type": "sentence_transformers.base.modules.transformer.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling",
+         "type": "sentence_transformers.sentence_transformer.modules.pooling.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize",
+         "type": "sentence_transformers.base.modules.normalize.Normalize"},
+    ]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"embedding_dimension": 384, "pooling_mode": pooling_mode, "include_prompt": True}))
+    (folder / "config.json").write_text(json.dumps(
+        {"model_type": model_type, "hidden_act": "gelu", "max_position_embeddings": 512,
+         "hidden_size": 384, "num_attention_heads": 12, "num_hidden_layers": 12}))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 512}))
+    (folder / "tokenizer.json").write_text("{}")
+    (folder / "model.safetensors").touch()
+    return folder
+
+
+def test_supports_only_plain_bert_mean_pooling(tmp_path):
+    assert encoder.supports(_model_folder(tmp_path / "ok"))
+    assert not encoder.supports(_model_folder(tmp_path / "cls", pooling_mode="cls"))
+    assert not encoder.supports(_model_folder(tmp_path / "xlmr", model_type="xlm-roberta"))
+    assert not encoder.supports(tmp_path / "missing")
+
+
+def test_gelu_matches_erf():
+    import math
+
+    x = np.linspace(-8, 8, 20001, dtype=np.float32)
+    expected = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(float)])
+    ours = x.copy()
+    encoder._gelu_inplace(ours)
+    assert np.abs(ours - expected).max() < 2e-6
