@@ -76,7 +76,7 @@ class QAService:
     # -- lifecycle ---------------------------------------------------------------------------
     def warm_up(self) -> None:
         if self._loaded is None:
-            # The model first: its tokenizer loads in a background thread while the index does.
+            # The model before the index: a model problem is reported before any index work.
             self.embedder.warm_up()
             self._loaded = self._load(self.store.load())
 

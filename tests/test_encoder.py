@@ -17,6 +17,7 @@ TEXTS = [
     "x",
     "",
     "長治經濟技術開發區舉辦講座",  # Traditional characters
+    "Привет, мир — ελληνικά, ภาษาไทย",  # scripts outside the pruned vocabulary
     "passage: " + "开发区召开项目建设调度会，听取重点项目进展情况汇报。" * 60,  # > 512 tokens
 ]
 
@@ -104,3 +105,39 @@ def test_gelu_matches_erf():
     ours = x.copy()
     encoder._gelu_inplace(ours)
     assert np.abs(ours - expected).max() < 2e-6
+
+
+def _tiny_unigram(path):
+    """A Unigram tokenizer of a few pieces in several scripts, saved as tokenizer.json."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    pieces = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0),
+              ("▁", -2.0), ("开发", -3.0), ("开发区", -2.5), ("区", -4.0), ("开", -5.0),
+              ("发", -5.0), ("广灵", -3.5), ("广", -6.0), ("灵", -6.0), ("▁广灵", -3.0),
+              ("мир", -3.0), ("м", -7.0), ("и", -7.0), ("р", -7.0), ("▁мир", -2.0),
+              ("ab", -4.0), ("a", -5.0), ("b", -5.0), ("是", -4.0), ("ммм", -20.0)]
+    tokenizer = Tokenizer(models.Unigram(pieces, unk_id=3, byte_fallback=False))
+    tokenizer.normalizer = normalizers.NFKC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.add_special_tokens(["<s>", "<pad>", "</s>", "<unk>"])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    tokenizer.save(str(path))
+    return tokenizer
+
+
+def test_pruned_tokenizer_cuts_exactly_as_the_full_one(tmp_path):
+    full = _tiny_unigram(tmp_path / "tokenizer.json")
+    tokens = encoder.Tokens(tmp_path / "tokenizer.json", max_length=512)
+    assert (tmp_path / "tokenizer.qa-bot-chinese.json").is_file()  # derived once, kept
+    texts = ["广灵开发区是开发区", "ab 广灵", "广 灵", "мир", "广灵 мир", "未知字", "ＡＢ", "",
+             "a<mask>b"]
+    assert tokens.ids(texts) == [e.ids for e in full.encode_batch(texts)]
+    for text in texts:
+        assert tokens.count(text) == len(full.encode(text, add_special_tokens=False).ids)
+    again = encoder.Tokens(tmp_path / "tokenizer.json", max_length=512)
+    assert again._full is None  # Chinese text alone never loads the full vocabulary
+    assert again.ids(["广灵开发区"]) == [full.encode("广灵开发区").ids]
+    assert again._full is None
+    assert again.ids(["мир"]) == [full.encode("мир").ids]  # another script: the full one
+    assert again._full is not None
