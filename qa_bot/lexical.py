@@ -263,8 +263,8 @@ class LexicalIndex:
         scores = np.zeros(self._num_docs, dtype=np.float32)
         for column in token_ids:  # a repeated query token counts again, as in bm25s
             start, end = self._indptr[column], self._indptr[column + 1]
-            # Rows are unique within one column: a plain indexed add (np.add.at is ~10x slower).
-            scores[self._indices[start:end]] += self._data[start:end]
+            # np.add.at, as bm25s: in numpy 2 it is 2-3x faster than `scores[rows] += data`.
+            np.add.at(scores, self._indices[start:end], self._data[start:end])
         if self._nonoccurrence is not None and token_ids:
             scores += self._nonoccurrence[token_ids].sum()
         return scores
