@@ -100,6 +100,11 @@ class Manifest:
             raise ValueError("field 'articles' holds entries without chunk ids")
         if not isinstance(manifest.next_id, int) or not isinstance(manifest.format_version, int):
             raise ValueError("fields 'next_id' and 'format_version' must be integers")
+        tombstones = manifest.dense.get("tombstones", [])
+        if not isinstance(tombstones, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in tombstones
+        ):
+            raise ValueError("field 'dense.tombstones' is not a list of chunk ids")
         return manifest
 
 
@@ -424,12 +429,7 @@ class IndexStore:
                 f"{directory}: unreadable ({type(exc).__name__}: {exc}). "
                 f"{_REBUILD_HINT.format(dir=self.directory)}"
             ) from exc
-        tombstones = manifest.dense.get("tombstones", [])
-        if not isinstance(tombstones, list):
-            raise IndexCorrupt(
-                f"{directory}: manifest dense.tombstones is not a list. "
-                f"{_REBUILD_HINT.format(dir=self.directory)}"
-            )
+        tombstones = manifest.dense.get("tombstones", [])  # checked by Manifest.from_json
         if dense.ntotal != len(chunks) + len(tombstones) or lexical.size != len(chunks):
             raise IndexCorrupt(
                 f"{directory}: {len(chunks)} chunks (+ {len(tombstones)} removed) but "

@@ -152,6 +152,8 @@ CORRUPTIONS: dict[str, Callable[[Path], None]] = {
     "manifest.json unknown fields": _replace("manifest.json", _manifest_field(surprise=1)),
     "manifest.json fields of the wrong type": _replace(
         "manifest.json", _manifest_field(model="x", articles=[1], issues=3, next_id="7")),
+    "manifest.json tombstones not chunk ids": _replace(
+        "manifest.json", _manifest_field(dense={"kind": "flat", "tombstones": ["x", True]})),
     "manifest.json missing": _remove("manifest.json"),
     "lexical/ missing": _remove("lexical"),
     "lexical vocabulary garbage": _replace("lexical/vocab.index.json", _garbage(300, 5)),
