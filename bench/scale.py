@@ -357,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="other ef_search values to measure on the same graph")
     parser.add_argument("--nprobe", default="16,64", help="IVF nprobe values (with --kinds ivf)")
     parser.add_argument("--no-bm25", action="store_true")
+    parser.add_argument("--no-dense", action="store_true", help="BM25 only")
     parser.add_argument("--threads", type=int, default=0,
                         help="faiss OpenMP threads (0: one per core, as the product)")
     parser.add_argument("--real-index", type=Path,
@@ -388,15 +389,17 @@ def main(argv: list[str] | None = None) -> int:
     for n in args.sizes:
         # The queries come from the same topics as the data of that size.
         queries = make_vectors(args.data, args.queries, seed=10_000 + n, queries_for=n)
-        dense.extend(dense_rows(n, args, queries))
+        if not args.no_dense:
+            dense.extend(dense_rows(n, args, queries))
         if not args.no_bm25:
             lexical.append(bm25_row(n, args.queries))
         gc.collect()
-    print("Dense search, one query at a time (top 10):")
-    print()
-    print(table(dense, ["chunks", "index", "p50_ms", "p95_ms", "recall@10", "build_s",
-                        "size_mb", "rss_growth_mb"]))
-    print()
+    if dense:
+        print("Dense search, one query at a time (top 10):")
+        print()
+        print(table(dense, ["chunks", "index", "p50_ms", "p95_ms", "recall@10", "build_s",
+                            "size_mb", "rss_growth_mb"]))
+        print()
     if lexical:
         print("BM25 (LexicalIndex: bm25s build, direct load), top 50 of 6-token queries:")
         print()
