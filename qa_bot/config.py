@@ -54,6 +54,7 @@ class RetrievalSettings:
     lexical_scale: float = 3.0  # BM25 per question token that counts as a full match
     rrf_k: int = 60
     zone_boost: float = 0.5  # a chunk of the zone the question names scores × (1 + zone_boost)
+    champion_slots: int = 5  # each retriever's first article stays within this many places
     approximate_above: int = 50_000  # chunks; above this the index is HNSW instead of exact
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80

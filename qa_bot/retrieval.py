@@ -115,7 +115,10 @@ class Retriever:
         candidates = fuse(dense, lexical, self.settings, len(query_tokens))
         if named_zones:
             candidates = self._prefer_zones(candidates, set(named_zones))
-        return self._best_per_article(candidates, k)
+        best = self._best_per_article(candidates)
+        if mode == "hybrid" and not named_zones:
+            best = self._keep_champions(best, [dense[:1], lexical[:1]])
+        return [self._hit(candidate) for candidate in best[:k]]
 
     def _prefer_zones(self, candidates: list[Candidate], zones: set[str]) -> list[Candidate]:
         boost = 1.0 + self.settings.zone_boost
@@ -129,23 +132,48 @@ class Retriever:
         boosted.sort(key=lambda c: (-c.score, c.row))
         return boosted
 
-    def _best_per_article(self, candidates: list[Candidate], k: int) -> list[Hit]:
-        hits: list[Hit] = []
+    def _best_per_article(self, candidates: list[Candidate]) -> list[Candidate]:
+        """The best candidate of each article, in order."""
+        best: list[Candidate] = []
         seen: set[str] = set()
         for candidate in candidates:
-            chunk = self.snapshot.chunks[candidate.row]
-            if chunk.article_id in seen:
-                continue
-            seen.add(chunk.article_id)
-            hits.append(Hit(
-                chunk=chunk,
-                score=candidate.score,
-                dense_rank=candidate.dense_rank,
-                lexical_rank=candidate.lexical_rank,
-                dense_score=candidate.dense_score,
-                lexical_score=candidate.lexical_score,
-            ))
-            if len(hits) == k:
-                break
-        return hits
+            article = self.snapshot.chunks[candidate.row].article_id
+            if article not in seen:
+                seen.add(article)
+                best.append(candidate)
+        return best
 
+    def _keep_champions(
+        self, best: list[Candidate], tops: list[list[tuple[int, float]]]
+    ) -> list[Candidate]:
+        """Keep each retriever's first article within the first `champion_slots` places.
+
+        Fused scores can bury an article that one retriever ranks first and the other never
+        found (a paraphrase BM25 misses, a rare name the model blurs). Showing it costs the
+        lowest place of the page, never the first.
+        """
+        slots = self.settings.champion_slots
+        chunks = self.snapshot.chunks
+        champions = {chunks[top[0][0]].article_id for top in tops if top}
+        shown, rest = best[:slots], best[slots:]
+        for candidate in [c for c in rest if chunks[c.row].article_id in champions]:
+            # The lowest place held by an article that is not a champion; the first place is
+            # always the fused best, which the answer sentence comes from.
+            place = next((i for i in range(len(shown) - 1, 0, -1)
+                          if chunks[shown[i].row].article_id not in champions), None)
+            if place is None:
+                break
+            rest.remove(candidate)
+            rest.insert(0, shown.pop(place))
+            shown.append(candidate)
+        return shown + rest
+
+    def _hit(self, candidate: Candidate) -> Hit:
+        return Hit(
+            chunk=self.snapshot.chunks[candidate.row],
+            score=candidate.score,
+            dense_rank=candidate.dense_rank,
+            lexical_rank=candidate.lexical_rank,
+            dense_score=candidate.dense_score,
+            lexical_score=candidate.lexical_score,
+        )

@@ -57,3 +57,39 @@ def test_single_retriever_modes_keep_their_order():
     assert rows(fuse(dense, [], SCORE)) == [5, 4, 6]
     lexical = [(6, 9.0), (4, 8.0)]
     assert rows(fuse([], lexical, SCORE, query_tokens=1)) == [6, 4]
+
+
+def _retriever(slots: int, articles: list[str]):
+    """A Retriever over chunk rows 0..n-1, row i belonging to articles[i] (no model)."""
+    from types import SimpleNamespace
+
+    from qa_bot.retrieval import Candidate, Retriever
+
+    snapshot = SimpleNamespace(chunks=[SimpleNamespace(article_id=a) for a in articles])
+    retriever = Retriever(replace(SCORE, champion_slots=slots), embedder=None, snapshot=snapshot,
+                          tokenizer=None, zones=None)
+    best = [Candidate(row, 1.0 - row / 10) for row in range(len(articles))]
+    return retriever, best
+
+
+ARTICLES = list("ABCDEFGH")
+
+
+def test_each_retrievers_first_article_keeps_a_place_on_the_page():
+    retriever, best = _retriever(5, ARTICLES)
+    # Dense ranks G first (fused 7th); BM25's first, A, is shown anyway.
+    kept = retriever._keep_champions(best, [[(6, 0.9)], [(0, 12.0)]])
+    assert [ARTICLES[c.row] for c in kept] == list("ABCDGEFH")
+    # Both champions buried: they take the lowest places, in fused order; nothing is lost.
+    kept = retriever._keep_champions(best, [[(6, 0.9)], [(7, 12.0)]])
+    assert [ARTICLES[c.row] for c in kept] == list("ABCGHDEF")
+
+
+def test_champions_never_take_the_first_place_and_can_be_turned_off():
+    retriever, best = _retriever(2, ARTICLES)
+    kept = retriever._keep_champions(best, [[(6, 0.9)], [(7, 3.0)]])
+    assert [ARTICLES[c.row] for c in kept][:3] == ["A", "G", "B"]  # one place to give: G's
+    retriever, best = _retriever(1, ARTICLES)
+    assert retriever._keep_champions(best, [[(6, 0.9)], []]) == best
+    retriever, best = _retriever(0, ARTICLES)
+    assert retriever._keep_champions(best, [[(6, 0.9)], [(7, 1.0)]]) == best
