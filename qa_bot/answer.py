@@ -77,6 +77,8 @@ _PERSON_ACTIONS = tuple((
     "主持", "带队", "出席", "强调", "指出", "表示", "讲话", "担任", "出任", "当选", "参加", "深入",
     "走进", "介绍", "要求", "调研", "率队", "参观", "发表", "提出", "认为", "说"))
 _HAN_NAME = re.compile(r"[\u4e00-\u9fff·]{2,4}")
+# Characters after a role word looked at for the name of who holds it (县长|徐计连).
+_NAME_REACH = 6
 _PLACE_SPAN = re.compile(
     r"[\u4e00-\u9fff]{2,8}?(?:经济技术开发区|经济开发区|开发区|经开区|园区|省|市|县|镇|村|州|国)"
 )
@@ -222,13 +224,16 @@ class Answerer:
             sentence_weights = {
                 token: weight for token, weight in weights.items() if token not in self._zone_words
             }
+            holders = self._role_holders(
+                [token for token in sentence_weights if token.endswith(_ROLE_WORDS)], text
+            )
             context_bigrams = _bigrams(f"{article.zone}{article.title}") if article else set()
             key_bigrams = question_bigrams - context_bigrams or question_bigrams
             rank_prior = hit.score / top_score
             zone_names = self._zone_names(article.zone if article else hit.chunk.zone)
             for start, end in answer_windows(text, self.settings.max_sentence_chars):
                 sentence = text[start:end]
-                coverage = _coverage(sentence_weights, sentence)
+                coverage = _coverage(sentence_weights, sentence, holders)
                 bigram = _overlap(key_bigrams, _bigrams(sentence))
                 span, span_bonus = self._span(kind, sentence, simplified_question, zone_names)
                 if span:
@@ -294,19 +299,40 @@ class Answerer:
         for word in words:
             offsets.append(offsets[-1] + len(word))
         for i, word in enumerate(words):
-            if not _HAN_NAME.fullmatch(word) or word in question or word.endswith(_ROLE_WORDS):
+            end = _name_end(words, i)
+            if end is None or word in question:
                 continue
-            # jieba may split an unknown given name (李俊|胜): take up one more character.
-            end = i + 1
-            if (end < len(words) and len(words[end]) == 1 and len(word) < 3
-                    and _HAN_NAME.fullmatch(word + words[end])
-                    and (end + 1 == len(words) or words[end + 1].startswith(_PERSON_ACTIONS))):
-                end += 1
             after_role = i > 0 and words[i - 1].endswith(_ROLE_WORDS)
             before_action = end < len(words) and words[end].startswith(_PERSON_ACTIONS)
             if after_role or before_action:
                 return offsets[i], offsets[end]
         return None
+
+    def _role_holders(self, roles: list[str], text: str) -> dict[str, set[str]]:
+        """Who holds each role in the article (县长 → 徐计连, from 县长徐计连出席): news names
+        the role once and the person after, so 县长提出了哪些要求 is answered by 徐计连强调…"""
+        holders: dict[str, set[str]] = {}
+        for role in roles:
+            for match in re.finditer(re.escape(role), text):
+                words = self.tokenizer.segment(text[match.end() : match.end() + _NAME_REACH])
+                end = _name_end(words, 0) if words else None
+                if end is not None:
+                    holders.setdefault(role, set()).add("".join(words[:end]))
+        return holders
+
+
+def _name_end(words: list[str], i: int) -> int | None:
+    """Where a personal name starting at words[i] ends (exclusive), or None if it is none."""
+    word = words[i]
+    if not _HAN_NAME.fullmatch(word) or word.endswith(_ROLE_WORDS):
+        return None
+    # jieba may split an unknown given name (李俊|胜): take up one more character.
+    end = i + 1
+    if (end < len(words) and len(words[end]) == 1 and len(word) < 3
+            and _HAN_NAME.fullmatch(word + words[end])
+            and (end + 1 == len(words) or words[end + 1].startswith(_PERSON_ACTIONS))):
+        end += 1
+    return end
 
 
 def _anchor_length(sentence: str, span: tuple[int, int], question: str) -> int:
@@ -355,12 +381,20 @@ def answer_windows(text: str, max_chars: int) -> list[tuple[int, int]]:
     return windows
 
 
-def _coverage(weights: dict[str, float], text: str) -> float:
+def _coverage(
+    weights: dict[str, float], text: str, aliases: dict[str, set[str]] | None = None
+) -> float:
+    """Weighted share of the tokens found in the text; a token also counts when one of its
+    aliases (the person holding a role the question names) is there."""
     total = sum(weights.values())
     if not total:
         return 0.0
     simplified = to_simplified(text).lower()
-    return sum(w for token, w in weights.items() if token in simplified) / total
+    aliases = aliases or {}
+    return sum(
+        w for token, w in weights.items()
+        if token in simplified or any(alias in simplified for alias in aliases.get(token, ()))
+    ) / total
 
 
 def _bigrams(text: str) -> set[str]:

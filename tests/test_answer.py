@@ -127,3 +127,17 @@ def test_windows_pair_neighbouring_sentences_of_a_paragraph_only():
     text = "第一句。第二句。\n第三句。"
     windows = {text[a:b] for a, b in answer_windows(text, 160)}
     assert {"第一句。", "第二句。", "第三句。", "第一句。第二句。"} == windows
+
+
+def test_a_role_in_the_question_finds_the_person_holding_it(answerer):
+    """News names the role once (县长徐计连) and then only the person (徐计连强调…)."""
+    text = ("本刊讯 近日，沁源县召开化工园区建设工作推进会。会议听取了化工园区认定情况的汇报。"
+            "县委副书记、县长徐计连出席并讲话。\n"
+            "徐计连强调，要将化工园区安全等级评定复核和认定工作紧紧抓在手上。")
+    article = Article("i/3", "i", "加大化工园区建设工作推进力度", zone="沁源经济开发区", text=text)
+    chunk = Chunk("i/3", 0, text, 0, len(text), "i", article.title, article.zone)
+    answer = answerer.answer("县长对化工园区认定工作提出了哪些要求？",
+                             [Hit(chunk, score=1.0, dense_score=0.9)], {"i/3": article})
+    assert "安全等级评定复核" in answer.sentence.text
+    assert answerer._role_holders(["县长", "书记"], text) == {"县长": {"徐计连"}}
+    assert answerer._role_holders(["县长"], "会上，县长") == {}  # the role ends the text
