@@ -148,9 +148,9 @@ class Retriever:
     ) -> list[Candidate]:
         """Keep each retriever's first article within the first `champion_slots` places.
 
-        Fused scores can bury an article that one retriever ranks first and the other never
-        found (a paraphrase BM25 misses, a rare name the model blurs). Showing it costs the
-        lowest place of the page, never the first.
+        Fused scores can bury an article that one retriever ranks first and the other ranks
+        low or never finds (a paraphrase BM25 misses, a rare name the model blurs). Showing
+        it costs the lowest place of the page, never the first.
         """
         slots = self.settings.champion_slots
         chunks = self.snapshot.chunks
