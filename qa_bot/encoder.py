@@ -310,9 +310,6 @@ class BertEncoder:
     def count_tokens(self, text: str) -> int:
         return self.tokens.count(text)
 
-    def count_tokens_many(self, texts: list[str]) -> list[int]:
-        return [self.count_tokens(text) for text in texts]
-
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         return self.tokens.ids(texts)
 
