@@ -3,9 +3,7 @@ graph incrementally, and never returns a removed or replaced chunk (tombstones).
 
 from __future__ import annotations
 
-import itertools
 import json
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from qa_bot import index as index_module
 from qa_bot.index import IndexStore, dense_settings_for, same_graph
 from qa_bot.ingest import TOMBSTONE_REBUILD_FRACTION, Ingestor
 from tests.conftest import make_settings
+from tests.fault_support import FakeEmbedder
 
 SENTENCES = [
     "开发区召开项目建设调度会，听取重点项目进展情况汇报。",
@@ -29,33 +28,6 @@ SENTENCES = [
     "培训班邀请专家讲解安全生产和环保政策。",
 ]
 ZONES = ["侯马经济开发区", "运城经济技术开发区", "广灵经济技术开发区", "沁源经济技术开发区"]
-
-
-class BigramEmbedder:
-    """The Embedder protocol without a model: deterministic vectors from character bigrams."""
-
-    name = "bundled:multilingual-e5-small"
-    dimension = 32
-
-    def warm_up(self) -> None:
-        pass
-
-    def fingerprint(self) -> str:
-        return "sha256:test-bigram-embedder"
-
-    def count_tokens(self, text: str) -> int:
-        return sum(1 for ch in text if not ch.isspace())
-
-    def encode_queries(self, texts: list[str]) -> np.ndarray:
-        return self.encode_passages(texts)
-
-    def encode_passages(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
-        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for a, b in itertools.pairwise(text):
-                vectors[row, zlib.crc32((a + b).encode()) % self.dimension] += 1.0
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.where(norms == 0, 1.0, norms)
 
 
 def write_issue(path: Path, articles: int, salt: str = "", edited: int | None = None) -> Path:
@@ -80,7 +52,7 @@ def settings_for(index_dir: Path, approximate_above: int):
 
 
 def ingestor(index_dir: Path, approximate_above: int = 10) -> Ingestor:
-    return Ingestor(settings_for(index_dir, approximate_above), BigramEmbedder(),
+    return Ingestor(settings_for(index_dir, approximate_above), FakeEmbedder(),
                     show_progress=False)
 
 
@@ -137,7 +109,7 @@ def test_crossing_the_threshold_switches_to_hnsw(tmp_path):
     assert type(inner).__name__ == "IndexHNSWFlat" and inner.hnsw.efConstruction == 40
     assert snapshot.dense.ntotal == len(snapshot) == 14
     # Every chunk is found by its own text (the graph is small: the search is exhaustive).
-    embedder = BigramEmbedder()
+    embedder = FakeEmbedder()
     for row, chunk in enumerate(snapshot.chunks):
         query = embedder.encode_queries([chunk.embed_text])[0]
         best_row, score = checked_search(snapshot, query, 1)[0]
@@ -163,7 +135,7 @@ def test_adds_extend_the_graph_instead_of_rebuilding(tmp_path, monkeypatch):
     # The old graph's vectors are carried over unchanged, under the same ids.
     old_ids = before.ids
     assert np.array_equal(after.vectors_for_ids(old_ids), before.vectors_for_ids(old_ids))
-    embedder = BigramEmbedder()
+    embedder = FakeEmbedder()
     new_rows = [row for row, chunk in enumerate(after.chunks) if chunk.issue == "b"]
     for row in new_rows:
         query = embedder.encode_queries([after.chunks[row].embed_text])[0]
@@ -207,7 +179,7 @@ def test_replaced_and_removed_chunks_are_never_returned(tmp_path):
     removed = IndexStore(index_dir).load()
     assert len(a_ids) + len(replaced) <= TOMBSTONE_REBUILD_FRACTION * len(removed)
     assert set(removed.manifest.dense["tombstones"]) == replaced | a_ids
-    embedder = BigramEmbedder()
+    embedder = FakeEmbedder()
     queries = embedder.encode_queries([c.embed_text for c in with_c.chunks if c.issue == "a"])
     found = all_ids_found(removed, queries)
     assert not found & (replaced | a_ids)
