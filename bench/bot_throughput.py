@@ -26,7 +26,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests"))  # the e2e harness lives there
 sys.path.insert(0, str(REPO_ROOT))
 
-from telegram_harness import Emulator, EmulatorClient, private_chat  # noqa: E402
+from telegram_harness import Emulator, EmulatorClient, private_chat, stop_process  # noqa: E402
 
 log = logging.getLogger("bench.bot_throughput")
 
@@ -175,14 +174,9 @@ def run(index_dir: Path | None, users: int = 20, duration: float = 30.0,
                     client.wait_call("setMyCommands", timeout=300)  # model and index loaded
                 result = measure(emulator, token, users, duration, latency_questions)
             finally:
-                bot.send_signal(signal.SIGTERM)
-                try:
-                    _, stderr = bot.communicate(timeout=30)
-                except subprocess.TimeoutExpired:
-                    bot.kill()
-                    _, stderr = bot.communicate()
-            if bot.returncode != 0:
-                log.warning("bot exited with %s:\n%s", bot.returncode, stderr[-2000:])
+                code, stderr = stop_process(bot)
+            if code != 0:
+                log.warning("bot exited with %s:\n%s", code, stderr[-2000:])
     result.update({
         "flood_control": flood_control,
         "answer_workers": answer_workers or "default",

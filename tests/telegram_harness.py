@@ -221,6 +221,17 @@ def group_chat(chat_id: int, title: str | None = None, *, supergroup: bool = Fal
     }
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 30) -> tuple[int, str]:
+    """SIGTERM a `qa-bot bot` process (killed if it outlives `timeout`): exit code, stderr."""
+    process.terminate()
+    try:
+        _, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, err = process.communicate()
+    return process.returncode, err
+
+
 def _chat(chat: ChatLike) -> JSONDict:
     if isinstance(chat, dict):
         return chat

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -30,9 +29,9 @@ from qa_bot.telegram.feedback import FIELDS, read_rows
 from qa_bot.telegram.texts import APOLOGY, REFUSED_BUTTON
 
 try:
-    from telegram_harness import group_chat, private_chat
+    from telegram_harness import group_chat, private_chat, stop_process
 except ModuleNotFoundError:
-    from tests.telegram_harness import group_chat, private_chat
+    from tests.telegram_harness import group_chat, private_chat, stop_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -308,16 +307,6 @@ def _bot_process(emulator, token: str, index_dir: Path, tmp_path: Path, **env: s
     )
 
 
-def _stop(process: subprocess.Popen) -> tuple[int, str]:
-    process.send_signal(signal.SIGTERM)
-    try:
-        _, err = process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        _, err = process.communicate()
-    return process.returncode, err
-
-
 @pytest.mark.parametrize("mode", ["polling", "webhook"])
 def test_qa_bot_bot_command(tg, emulator, bot_token, seed_index_dir, tmp_path, mode):
     env = {}
@@ -338,7 +327,7 @@ def test_qa_bot_bot_command(tg, emulator, bot_token, seed_index_dir, tmp_path, m
         else:
             assert tg.calls("getUpdates")
     finally:
-        code, err = _stop(process)
+        code, err = stop_process(process)
     assert code == 0, err[-3000:]
     assert bot_token not in err and bot_token.split(":")[1] not in err
     assert re.search(r"starting the Telegram bot", err)
