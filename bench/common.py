@@ -129,6 +129,18 @@ def table(rows: list[dict], columns: list[str] | None = None) -> str:
     )
 
 
+def print_section(title: str, body: str) -> None:
+    """A titled block of a benchmark's report (a table, a fenced profile), blank line after."""
+    print(title)
+    print()
+    print(body)
+    print()
+
+
+def fenced(text: str) -> str:
+    return f"```\n{text}\n```"
+
+
 def _cell(value) -> str:
     if value is None:
         return "–"

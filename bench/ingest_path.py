@@ -32,6 +32,7 @@ from bench.common import (
     log,
     peak_rss_mb,
     print_machine,
+    print_section,
     table,
     write_json,
 )
@@ -177,9 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             row["share_of_ingest"] = f"{row['seconds'] / ingest_s:.1%}"
         stage_rows.append({"stage": "all of the above (beyond the model)", "seconds": overhead,
                            "share_of_ingest": f"{overhead / ingest_s:.1%}"})
-        print("What the ingest spends beyond the model (each stage alone, same input):")
-        print()
-        print(table(stage_rows, ["stage", "seconds", "share_of_ingest"]))
+        print_section("What the ingest spends beyond the model (each stage alone, same input):",
+                      table(stage_rows, ["stage", "seconds", "share_of_ingest"]))
         write_json(args.json, {"result": result, "ratio": ratio, "stages": stage_rows,
                                "model_load_s": load_s, "peak_rss_mb": peak_rss_mb()})
     finally:

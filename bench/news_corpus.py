@@ -34,6 +34,7 @@ from bench.common import (
     log,
     peak_rss_mb,
     print_machine,
+    print_section,
     table,
     write_json,
 )
@@ -143,11 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         results: list[dict] = []
         if not args.build_only:
             results = run_eval(args.questions, index_dir, args.limit)
-            print(f"`qa-bot eval {args.questions.name} --retriever all` on that index:")
-            print()
-            print(table(results, ["retriever", "n", "recall@1", "recall@5", "mrr@10",
-                                  "answer_hit", "answered_rate", "latency_ms_p50",
-                                  "latency_ms_p95"]))
+            print_section(f"`qa-bot eval {args.questions.name} --retriever all` on that index:",
+                          table(results, ["retriever", "n", "recall@1", "recall@5", "mrr@10",
+                                          "answer_hit", "answered_rate", "latency_ms_p50",
+                                          "latency_ms_p95"]))
         write_json(args.json, {"ingest": record, "eval": results})
     finally:
         if temporary:

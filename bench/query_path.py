@@ -43,10 +43,12 @@ from bench.common import (
     CACHE_DIR,
     REPO_ROOT,
     bench_settings,
+    fenced,
     log,
     peak_rss_mb,
     percentile,
     print_machine,
+    print_section,
     summarize_ms,
     table,
     write_json,
@@ -303,33 +305,24 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['answer']['p50_ms'] / reference['p50_ms']:.2f}")
     print()
     stages = breakdown(service, max(1, args.rounds // 2))
-    print("Where an answer's time goes:")
-    print()
-    print(table(stages, ["stage", "p50_ms", "p95_ms"]))
-    print()
+    print_section("Where an answer's time goes:", table(stages, ["stage", "p50_ms", "p95_ms"]))
     if args.profile:
-        print("cProfile of warm answers (top by own time):")
-        print("```")
-        print(profile_answers(service, 15))
-        print("```")
-        print()
+        print_section("cProfile of warm answers (top by own time):",
+                      fenced(profile_answers(service, 15)))
 
     log("cold start: qa-bot ask in a fresh process")
     cold_rows = [{"code": "this checkout", **cold_start(index_dir, args.cold_runs)}]
     if args.before:
         cold_rows.append({"code": f"before ({args.before})",
                           **cold_start(index_dir, args.cold_runs, code_dir=args.before)})
-    print(f"Cold start: `qa-bot --index-dir {index_dir} ask \"{QUESTIONS[0]}\"` "
-          f"({args.cold_runs} runs; target ≤ 5 s to the first answer line):")
-    print()
-    print(table(cold_rows, ["code", "runs", "first_answer_s_p50", "first_answer_s_min",
-                            "exit_s_p50", "cpu_s_p50"]))
-    print()
+    print_section(
+        f"Cold start: `qa-bot --index-dir {index_dir} ask \"{QUESTIONS[0]}\"` "
+        f"({args.cold_runs} runs; target ≤ 5 s to the first answer line):",
+        table(cold_rows, ["code", "runs", "first_answer_s_p50", "first_answer_s_min",
+                          "exit_s_p50", "cpu_s_p50"]))
     if args.profile:
-        print("cProfile of one cold `qa-bot ask` (cumulative; qa_bot frames and imports):")
-        print("```")
-        print(profile_cold(index_dir, 30))
-        print("```")
+        print_section("cProfile of one cold `qa-bot ask` (cumulative; qa_bot frames and imports):",
+                      fenced(profile_cold(index_dir, 30)))
     write_json(args.json, {"meta": meta, "warm": {k: v for k, v in result.items()
                                                   if k != "ratios"},
                            "ratio": ratio, "reference": reference, "stages": stages,

@@ -39,6 +39,7 @@ from bench.common import (
     current_rss_mb,
     log,
     print_machine,
+    print_section,
     summarize_ms,
     table,
     write_json,
@@ -339,14 +340,6 @@ def bm25_row(n: int, queries: int) -> dict:
             "on_disk_mb": on_disk, "rss_growth_mb": rss_growth}
 
 
-def print_table(title: str, rows: list[dict], columns: list[str]) -> None:
-    if rows:
-        print(title)
-        print()
-        print(table(rows, columns))
-        print()
-
-
 def main(argv: list[str] | None = None) -> int:
     from qa_bot.config import RetrievalSettings
 
@@ -402,19 +395,22 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_bm25:
             lexical.append(bm25_row(n, args.queries))
         gc.collect()
-    print_table("Dense search, one query at a time (top 10):", dense,
-                ["chunks", "index", "p50_ms", "p95_ms", "recall@10", "build_s", "size_mb",
-                 "rss_growth_mb"])
-    print_table("BM25 (LexicalIndex: bm25s build, direct load), top 50 of 6-token queries:",
-                lexical, ["chunks", "vocabulary", "p50_ms", "p95_ms", "build_s", "load_s",
-                          "on_disk_mb", "rss_growth_mb"])
+    if dense:
+        print_section("Dense search, one query at a time (top 10):", table(
+            dense, ["chunks", "index", "p50_ms", "p95_ms", "recall@10", "build_s", "size_mb",
+                    "rss_growth_mb"]))
+    if lexical:
+        print_section(
+            "BM25 (LexicalIndex: bm25s build, direct load), top 50 of 6-token queries:",
+            table(lexical, ["chunks", "vocabulary", "p50_ms", "p95_ms", "build_s", "load_s",
+                            "on_disk_mb", "rss_growth_mb"]))
     real = []
     if args.real_index:
         log(f"real vectors from {args.real_index}")
         real = real_rows(args.real_index, args.real_questions, args)
-        print_table("Real embeddings (multilingual-e5-small vectors of an ingested corpus):",
-                    real, ["chunks", "index", "queries", "p50_ms", "p95_ms", "recall@10",
-                           "build_s"])
+        print_section("Real embeddings (multilingual-e5-small vectors of an ingested corpus):",
+                      table(real, ["chunks", "index", "queries", "p50_ms", "p95_ms",
+                                   "recall@10", "build_s"]))
     print(f"total {time.perf_counter() - started:.0f} s; load average now "
           + " ".join(f"{x:.1f}" for x in os.getloadavg()))
     write_json(args.json, {"dense": dense, "bm25": lexical, "real": real})
