@@ -75,24 +75,17 @@ def test_number_answer_is_the_one_beside_the_question_words(answerer):
     assert result.sentence.chunk.byline == "王云霞"
 
 
-def test_number_with_unit(answerer):
-    result = answer(answerer, "广灵的再生铝预计2023年产能能达到多少？", "i/1", "i/2")
-    assert highlighted(result) == "26万吨"
-
-
-def test_person_after_a_role_or_before_an_action(answerer):
-    result = answer(answerer, "侯马经开区的调度会由谁主持？", "i/2", "i/1")
-    assert highlighted(result) == "李俊胜"
-
-
-def test_date(answerer):
-    result = answer(answerer, "侯马经济开发区哪天召开了调度会？", "i/2", "i/1")
-    assert highlighted(result) == "6月12日"
-
-
-def test_place_question_is_answered_by_the_zone(answerer):
-    result = answer(answerer, "哪个园区在发展再生金属产业？", "i/1", "i/2")
-    assert highlighted(result) == "广灵经济技术开发区"
+@pytest.mark.parametrize(("question", "order", "span"), [
+    pytest.param("广灵的再生铝预计2023年产能能达到多少？", ("i/1", "i/2"), "26万吨",
+                 id="number with its unit"),
+    pytest.param("侯马经开区的调度会由谁主持？", ("i/2", "i/1"), "李俊胜",
+                 id="person after a role or before an action"),
+    pytest.param("侯马经济开发区哪天召开了调度会？", ("i/2", "i/1"), "6月12日", id="date"),
+    pytest.param("哪个园区在发展再生金属产业？", ("i/1", "i/2"), "广灵经济技术开发区",
+                 id="place question answered by the zone"),
+])
+def test_the_span_is_what_the_question_type_asks_for(answerer, question, order, span):
+    assert highlighted(answer(answerer, question, *order)) == span
 
 
 def test_a_subject_in_the_sentence_before_is_kept_with_its_clause(answerer):
