@@ -69,6 +69,14 @@ class AnswerSettings:
 
 
 @dataclass(frozen=True)
+class ConversationSettings:
+    """Follow-up questions (qa_bot/conversation.py)."""
+
+    idle_seconds: float = 1800.0  # a conversation is forgotten after this long without a message
+    max_conversations: int = 10_000  # kept in memory; the least recently used dropped first
+
+
+@dataclass(frozen=True)
 class TelegramSettings:
     token: str = ""  # from QA_BOT_TELEGRAM_TOKEN only; never put it in a file under git
     base_url: str = ""  # e.g. http://127.0.0.1:8081/bot for a local Bot API server
@@ -104,6 +112,7 @@ class Settings:
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    conversation: ConversationSettings = field(default_factory=ConversationSettings)
 
     @property
     def index_path(self) -> Path:

@@ -115,6 +115,10 @@ class Answer:
     sentence: AnswerSentence | None
     passages: list[Hit] = field(default_factory=list)
     declined_reason: str = ""  # why no sentence is given; empty when answered
+    # Added for conversations (qa_bot/conversation.py): how a follow-up was read ("" for a
+    # question read as asked), and the articles listed when the message asked to browse.
+    understood_as: str = ""
+    browse: tuple[Article, ...] = ()
 
     @property
     def declined(self) -> bool:
@@ -149,5 +153,11 @@ class Answer:
                     "article_id": hit.chunk.article_id,
                 }
                 for rank, hit in enumerate(self.passages, start=1)
+            ],
+            "understood_as": self.understood_as or None,
+            "browse": [
+                {"zone": a.zone, "title": a.title, "byline": a.byline, "issue": a.issue,
+                 "article_id": a.article_id}
+                for a in self.browse
             ],
         }
