@@ -54,6 +54,7 @@ _POINTER = re.compile(
     r"|(?<![应])该(?=[\u4e00-\u9fff])|其中|对方|上述|前者|后者|此(?=[次项人事])"
     r"|第[一二三四五六七八九十\d]+(?:点|条|项|个方面)|^那"
 )
+_ORDINAL_POINT = re.compile(r"第([一二三四五六七八九十]+)(?:点|条|项|个方面)")
 _PERSON_POINTER = re.compile(r"(?<![其])[他她](?!们)")
 _PROJECT_POINTER = re.compile(r"(?:这个|该|这一|此)项目")
 # What a question asks: any of these makes a message a question, not a browse request.
@@ -182,6 +183,12 @@ class Reading:
     understood_as: str = ""  # shown to the user for every reading but "new"
     prefer_article: str = ""  # the article under discussion, ranked first when found
     exclude_article: str = ""  # "more": the article already shown
+    own_words: str = ""  # the message with its subject filled in, without borrowed context
+
+    @property
+    def words(self) -> str:
+        """What the message itself says: checked against the article under discussion."""
+        return self.own_words or self.question
 
     @property
     def is_followup(self) -> bool:
@@ -209,9 +216,16 @@ def read_message(message: str, last: Turn | None, zones: ZoneTable) -> Reading:
     if named_zones or not last.article_id:
         return new  # names its own subject (a zone), or nothing to refer back to
     if _POINTER.search(text):
-        understood = _fill_subject(message, last)
-        shown = understood if understood != message else f"{message}（接着谈《{last.title}》）"
-        return Reading("pronoun", understood, shown, prefer_article=last.article_id)
+        filled = _fill_subject(message, last)
+        shown = filled if filled != message else f"{message}（接着谈《{last.title}》）"
+        # 第一点 → 一是, the way news lists points; for finding the sentence, not for showing.
+        asked = _ORDINAL_POINT.sub(lambda m: f"{m.group(1)}是", filled)
+        asked_alone = asked
+        # Without a subject filled in, what the previous question was about stands before it.
+        if filled == message:
+            asked = with_context(asked, last)
+        return Reading("pronoun", asked, shown, prefer_article=last.article_id,
+                       own_words=asked_alone)
     return new
 
 
@@ -234,6 +248,15 @@ def implicit_followup(
     return here >= IMPLICIT_MIN_COVERAGE and (
         found_alone == last.article_id or here >= coverage(text, found_alone)
     )
+
+
+def with_context(question: str, last: Turn) -> str:
+    """The question with what the previous one was about before it (晋中这次集中签约了，这些
+    项目总投资多少？): the answer stage then finds the sentence that holds both."""
+    previous = _strip_question_mark(to_simplified(last.question))
+    tail = _QUESTION_TAIL.search(previous)
+    context = previous[: tail.start()] if tail else ""
+    return f"{context}，{question}" if context else question
 
 
 def browse_target(message: str, zones: ZoneTable) -> tuple[str, str] | None:
@@ -315,9 +338,11 @@ def _attribute_swap(remainder: str, last: Turn) -> str:
         return f"{remainder}（《{last.title}》）"
     subject = previous[: tail.start()]
     asked = tail.group().rstrip("？?")
-    # The attribute the previous question asked about is the last word of its subject part.
-    words = re.findall(r"[\u4e00-\u9fff]{2}$", subject)
-    if words and not remainder.endswith("的"):
+    # The attribute the previous question asked about ends its subject part: 占地 goes for
+    # 计划投资; a modifier (投产的) stands for a modifier and its noun (签约项目).
+    words = re.findall(r"[\u4e00-\u9fff]{4}$" if remainder.endswith("的") else
+                       r"[\u4e00-\u9fff]{2}$", subject)
+    if words:
         subject = subject[: -len(words[0])]
     return f"{subject}{remainder}{asked}？"
 
@@ -334,10 +359,12 @@ def _predicate(previous: str, remainder: str) -> str:
     cut = max(head.rfind("的"), head.rfind("了"))
     piece = head[cut + 1 :] if cut >= 0 else head[-4:]
     # Leading words the new subject already has (两个项目 / 3个项目) go.
-    for shared in re.findall(r"[\u4e00-\u9fff]{2}", remainder):
-        position = piece.find(shared)
+    shared_end = 0
+    for i in range(len(remainder) - 1):
+        position = piece.find(remainder[i : i + 2])
         if position >= 0:
-            piece = piece[position + len(shared) :]
+            shared_end = max(shared_end, position + 2)
+    piece = piece[shared_end:]
     return piece + tail.group().rstrip("？?")
 
 

@@ -27,6 +27,7 @@ from qa_bot.conversation import (
     newest_first,
     read_message,
     turn_from,
+    with_context,
 )
 from qa_bot.embedding import Embedder, SentenceTransformerEmbedder
 from qa_bot.index import IndexMismatch, IndexStore, Snapshot
@@ -37,6 +38,9 @@ from qa_bot.zones import ZoneTable
 
 log = logging.getLogger(__name__)
 
+# A follow-up leaves the article under discussion when the article it finds alone holds this
+# much more of its words (IDF-weighted share): the conversation's reading was plainly wrong.
+OVERRIDE_MARGIN = 0.2
 MAX_QUESTION_CHARS = 500  # beyond the model window anyway; keeps a pasted article from stalling
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 
@@ -182,7 +186,7 @@ class QAService:
         k = k or self.settings.retrieval.top_k
         under_discussion = reading.prefer_article or (last.article_id if last else "")
         hits = loaded.retriever.search(
-            reading.question,
+            reading.words,
             k=k + 1 if reading.exclude_article else k,
             zone=zone_name,
             mode=mode,
@@ -191,14 +195,21 @@ class QAService:
         if (not reading.is_followup and last is not None and last.article_id and hits
                 and zone_name is None and implicit_followup(
                     question, last, loaded.zones, self._coverage, hits[0].chunk.article_id)):
-            reading = Reading("implicit", question, f"{question}（接着谈《{last.title}》）",
-                              prefer_article=last.article_id)
+            reading = Reading("implicit", with_context(question, last),
+                              f"{question}（接着谈《{last.title}》）",
+                              prefer_article=last.article_id, own_words=question)
+        if reading.prefer_article and hits and self._found_elsewhere(reading, hits):
+            reading = Reading("new", question)  # its words are plainly in another article
         if reading.prefer_article:
-            hits = _put_first(hits, reading.prefer_article)
-        elif reading.exclude_article:
-            hits = [h for h in hits if h.chunk.article_id != reading.exclude_article]
-        hits = hits[:k]
-        answer = loaded.answerer.answer(reading.question, hits, loaded.snapshot.articles)
+            hits = _put_first(hits, reading.prefer_article)[:k]
+            # The answer comes from the article under discussion: the others are passages.
+            answer = loaded.answerer.answer(reading.question, hits[:1], loaded.snapshot.articles)
+            answer = replace(answer, passages=hits)
+        else:
+            if reading.exclude_article:
+                hits = [h for h in hits if h.chunk.article_id != reading.exclude_article]
+            hits = hits[:k]
+            answer = loaded.answerer.answer(reading.question, hits, loaded.snapshot.articles)
         answer = replace(answer, question=question, understood_as=reading.understood_as)
         if conversation is not None:
             conversation.remember(self._turn(reading.question, answer))
@@ -216,13 +227,28 @@ class QAService:
         body = to_simplified(f"{article.zone}{article.title}{article.text}").lower()
         return sum(answerer.idf(w) for w in words if w in body) / total
 
+    def _found_elsewhere(self, reading: Reading, hits: list[Hit]) -> bool:
+        """True when the article found for the message alone holds the message's words far
+        better than the article under discussion (他说“冬季行动”… after a wrong first answer)."""
+        alone = hits[0].chunk.article_id
+        if alone == reading.prefer_article:
+            return False
+        here = self._coverage(reading.words, reading.prefer_article)
+        return self._coverage(reading.words, alone) - here >= OVERRIDE_MARGIN
+
     def _turn(self, question: str, answer: Answer) -> Turn:
         """What this turn was about: its zone, the answer's article, people and projects."""
         loaded = self.loaded
         article = None
         span_text = ""
         if answer.sentence is not None:
-            article = loaded.snapshot.articles.get(answer.sentence.chunk.article_id)
+            # The article under discussion is the best passage's (what retrieval found first),
+            # even when the answer sentence was taken from another.
+            candidates = [answer.sentence.chunk.article_id]
+            if answer.passages:  # the best passage first: it wins ties
+                candidates.insert(0, answer.passages[0].chunk.article_id)
+            best = max(candidates, key=lambda a: self._coverage(question, a))
+            article = loaded.snapshot.articles.get(best)
             if answer.sentence.span:
                 start, end = answer.sentence.span
                 span_text = answer.sentence.text[start:end]
