@@ -66,6 +66,7 @@ class AnswerSettings:
     # Below this confidence the bot declines and lists the nearest titles instead.
     min_confidence: float = 0.35
     max_sentence_chars: int = 160
+    passage_min_ratio: float = 0.4  # passages shown under an answer score ≥ this × the first
 
 
 @dataclass(frozen=True)

@@ -320,9 +320,13 @@ def _zone_swap(remainder: str, last: Turn, zones: ZoneTable) -> Reading:
     """那临汾开发区呢？ → the previous question about 临汾开发区 (its frame kept)."""
     previous = last.question
     if zones.canonical(remainder) is not None or remainder in zones.unknown_mentions(remainder):
-        if last.zone_mention and last.zone_mention in to_simplified(previous):
-            understood = to_simplified(previous).replace(last.zone_mention, remainder, 1)
+        previous = to_simplified(previous)
+        if last.zone_mention and last.zone_mention in previous:
+            understood = previous.replace(last.zone_mention, remainder, 1)
         else:
+            # The people named belong to the old zone (李俊胜要求… → 临汾开发区要求…).
+            for person in last.people:
+                previous = previous.replace(person, "")
             understood = f"{remainder}{_strip_question_mark(previous)}？"
         return Reading("zone_swap", understood, understood)
     # 那介休签下的两个项目呢？ → a subject of its own with the previous question's predicate.

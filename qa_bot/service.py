@@ -200,6 +200,7 @@ class QAService:
                               prefer_article=last.article_id, own_words=question)
         if reading.prefer_article and hits and self._found_elsewhere(reading, hits):
             reading = Reading("new", question)  # its words are plainly in another article
+        swapped_zones = loaded.zones.find(reading.question) if reading.kind == "zone_swap" else []
         if reading.prefer_article:
             hits = _put_first(hits, reading.prefer_article)[:k]
             # The answer comes from the article under discussion: the others are passages.
@@ -209,10 +210,14 @@ class QAService:
             if reading.exclude_article:
                 hits = [h for h in hits if h.chunk.article_id != reading.exclude_article]
             hits = hits[:k]
-            answer = loaded.answerer.answer(reading.question, hits, loaded.snapshot.articles)
+            # A swapped zone is answered from that zone's articles when retrieval found any.
+            in_zone = [h for h in hits if h.chunk.zone in swapped_zones]
+            answer = loaded.answerer.answer(reading.question, in_zone or hits,
+                                            loaded.snapshot.articles)
+            answer = replace(answer, passages=hits)
         answer = replace(answer, question=question, understood_as=reading.understood_as)
         if conversation is not None:
-            conversation.remember(self._turn(reading.question, answer))
+            conversation.remember(self._turn(reading.words, answer, last))
         return answer
 
     # -- conversations -----------------------------------------------------------------------
@@ -236,7 +241,7 @@ class QAService:
         here = self._coverage(reading.words, reading.prefer_article)
         return self._coverage(reading.words, alone) - here >= OVERRIDE_MARGIN
 
-    def _turn(self, question: str, answer: Answer) -> Turn:
+    def _turn(self, question: str, answer: Answer, last: Turn | None) -> Turn:
         """What this turn was about: its zone, the answer's article, people and projects."""
         loaded = self.loaded
         article = None
@@ -252,7 +257,10 @@ class QAService:
             if answer.sentence.span:
                 start, end = answer.sentence.span
                 span_text = answer.sentence.text[start:end]
-        people = _people(question, loaded.zones)
+        # Names carried from the last turn come whole (李俊胜, where jieba may tag only 李俊).
+        carried = tuple(name for name in (last.people if last else ()) if name in question)
+        people = carried + tuple(name for name in _people(question, loaded.zones)
+                                 if not any(name in known for known in carried))
         if span_text and question_type(question) is QuestionType.PERSON:
             people = (span_text, *people)
         return turn_from(question, article, loaded.zones, span_text, people)

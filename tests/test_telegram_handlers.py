@@ -75,7 +75,8 @@ def chunk_of(article: Article) -> Chunk:
 
 
 def make_answer(question: str, passages: int = 5) -> Answer:
-    hits = [Hit(chunk_of(a), 1.0 / (i + 1)) for i, a in enumerate(ARTICLES.values())]
+    # Scores close together: every passage is relevant (none is cut from under the answer).
+    hits = [Hit(chunk_of(a), 1.0 - 0.05 * i) for i, a in enumerate(ARTICLES.values())]
     sentence_text = f"{HOSTILE}，目前全区已有再生金属企业13家，其中已投产4家。"
     start = sentence_text.index("13家")
     sentence = AnswerSentence(sentence_text, hits[0].chunk, (start, start + 3), 0.9)
@@ -95,12 +96,15 @@ class FakeService:
         self.reloads = 0
         self.fail_with: Exception | None = None
         self.articles = dict(ARTICLES)
+        self.conversations: list[Any] = []  # the conversation passed with each question
 
     def warm_up(self) -> None:
         pass
 
-    def answer(self, question: str, k: int | None = None, zone: str | None = None) -> Answer:
+    def answer(self, question: str, k: int | None = None, zone: str | None = None,
+               conversation: Any = None) -> Answer:
         self.questions.append((question, k, zone))
+        self.conversations.append(conversation)
         if self.fail_with is not None:
             raise self.fail_with
         if not re.search(r"\w", question):
