@@ -261,7 +261,7 @@ def with_context(question: str, last: Turn) -> str:
 
 def browse_target(message: str, zones: ZoneTable) -> tuple[str, str] | None:
     """("zone", canonical) or ("topic", words) when the message only names a zone or a topic."""
-    text = _TAIL_PARTICLES.sub("", to_simplified(message).strip())
+    text = re.sub(r"[。！!，,\s]+$", "", to_simplified(message).strip())
     if not text or _QUESTION_CUE.search(text) or len(text) > MAX_TOPIC_CHARS:
         return None
     zone = zones.canonical(text)
