@@ -91,6 +91,7 @@ class Turn:
     people: tuple[str, ...] = ()  # named in the question, or the person the answer gave
     projects: tuple[str, ...] = ()  # quoted names and the project the answer gave
     at: float = 0.0
+    answer_span: str = ""  # the key fact the answer gave (17个项目)
 
 
 class Conversation:
@@ -256,6 +257,10 @@ def with_context(question: str, last: Turn) -> str:
     previous = _strip_question_mark(to_simplified(last.question))
     tail = _QUESTION_TAIL.search(previous)
     context = previous[: tail.start()] if tail else ""
+    # The fact just given: the next one asked is often beside it (17个项目，总投资572亿元) —
+    # except for a part of it (其中…), which is another fact.
+    if "其中" not in question:
+        context += last.answer_span
     return f"{context}，{question}" if context else question
 
 
@@ -306,6 +311,7 @@ def turn_from(
         people=people,
         projects=tuple(projects),
         at=at,
+        answer_span=answer_span_text,
     )
 
 
@@ -411,4 +417,5 @@ def _trimmed(turn: Turn) -> Turn:
         people=tuple(name[:20] for name in turn.people[:MAX_NAMES]),
         projects=tuple(name[:40] for name in turn.projects[:MAX_NAMES]),
         at=turn.at,
+        answer_span=turn.answer_span[:MAX_TURN_CHARS],
     )
