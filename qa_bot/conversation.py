@@ -13,7 +13,8 @@ finds the wrong article or none. `read_message()` reads it with the conversation
   message's words (IDF-weighted) at least as well as the article it finds alone: that article
   is preferred;
 * "more": 还有别的开发区吗？ — the previous question without its zone, the article already
-  shown left out.
+  shown left out;
+* "zone carry": 调度会是谁主持的？ right after listing a zone's articles — asked about that zone.
 
 A message that names its own subject (a zone of its own and its own question word, or words the
 article under discussion does not hold) is a new question, answered exactly as without a
@@ -92,6 +93,7 @@ class Turn:
     projects: tuple[str, ...] = ()  # quoted names and the project the answer gave
     at: float = 0.0
     answer_span: str = ""  # the key fact the answer gave (17个项目)
+    browsed: bool = False  # the turn listed a zone's articles (侯马开发区)
 
 
 class Conversation:
@@ -214,6 +216,10 @@ def read_message(message: str, last: Turn | None, zones: ZoneTable) -> Reading:
                            prefer_article=last.article_id)
     if _MORE.search(text) and last.question and not named_zones:
         return _more(last)
+    if last.browsed and last.zone and not named_zones and _QUESTION_CUE.search(text):
+        # 侯马开发区 (a list), then 调度会是谁主持的？: asked about the zone just browsed.
+        understood = f"{last.zone}{message}"
+        return Reading("zone_carry", understood, understood)
     if named_zones or not last.article_id:
         return new  # names its own subject (a zone), or nothing to refer back to
     if _POINTER.search(text):
@@ -418,4 +424,5 @@ def _trimmed(turn: Turn) -> Turn:
         projects=tuple(name[:40] for name in turn.projects[:MAX_NAMES]),
         at=turn.at,
         answer_span=turn.answer_span[:MAX_TURN_CHARS],
+        browsed=turn.browsed,
     )

@@ -286,8 +286,9 @@ class QAService:
         return Answer(message, None, [], "", browse=tuple(newest_first(found, order)))
 
     def _browse_turn(self, message: str, browsed: Answer) -> Turn:
-        zone = self.loaded.zones.canonical(message.strip("？?。 ")) or ""
-        return Turn(question=message, zone=zone, zone_mention=message if zone else "")
+        zone = self.loaded.zones.canonical(message.strip("？?。！! ")) or ""
+        return Turn(question=message, zone=zone, zone_mention=message if zone else "",
+                    browsed=True)
 
     def resolve_zone(self, zone: str) -> str:
         canonical = self.loaded.zones.canonical(zone)

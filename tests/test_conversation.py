@@ -128,6 +128,16 @@ def test_a_message_that_names_its_own_subject_is_a_new_question(message):
     assert not reading.prefer_article and not reading.exclude_article
 
 
+def test_a_question_right_after_browsing_a_zone_is_about_that_zone():
+    browsed = Turn(question="侯马开发区", zone="侯马经济开发区", zone_mention="侯马开发区",
+                   browsed=True)
+    reading = read_message("调度会是谁主持的？", browsed, ZONES)
+    assert reading.kind == "zone_carry"
+    assert reading.understood_as == "侯马经济开发区调度会是谁主持的？"
+    assert read_message("临汾开发区举办了什么活动？", browsed, ZONES).kind == "new"
+    assert read_message("再生金属", browsed, ZONES).kind == "new"  # another browse
+
+
 def test_without_a_last_turn_everything_is_a_new_question():
     for message in ("他要求做什么？", "那临汾开发区呢？", "还有别的开发区吗？"):
         assert read_message(message, None, ZONES).kind == "new"

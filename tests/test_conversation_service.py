@@ -89,6 +89,13 @@ def test_a_zone_or_topic_alone_lists_its_articles(seed_service):
     assert topic.to_dict()["browse"][0]["byline"] == "王云霞"
 
 
+def test_a_question_after_browsing_a_zone_is_about_that_zone(seed_service):
+    listing, follow = converse(seed_service, "侯马开发区", "调度会是谁主持的？")
+    assert listing.browse
+    assert follow.understood_as == f"{HOUMA}调度会是谁主持的？"
+    assert "李俊胜" in follow.sentence.text
+
+
 def test_only_relevant_passages_are_shown_under_an_answer(seed_service):
     answer = seed_service.answer("广灵经开区有多少家再生金属企业？")
     assert len(answer.passages) == 5  # the service returns them all (eval, --json)
