@@ -8,6 +8,7 @@ follow-ups apart. Memory: `Conversation.footprint_bytes()` of full conversations
 growth (tracemalloc) of a ConversationStore filled with `--conversations` full ones.
 
     .venv/bin/python -m bench.conversation [--rounds 5] [--index-dir DIR]
+        [--carry-over CONVERSATIONS.jsonl QUESTIONS.jsonl]
 """
 
 from __future__ import annotations
@@ -130,12 +131,39 @@ def memory(service, conversations: int) -> dict:
     }
 
 
+def carry_over(service, conversations_file: Path, questions_file: Path) -> dict:
+    """Each question of a question set asked right after an unrelated first turn (one of the
+    conversation file's, drawn with a fixed seed): how many get another answer than alone."""
+    import random
+
+    from qa_bot.evaluate import load_conversations, load_questions
+
+    first_turns = [turns[0] for turns in load_conversations(conversations_file)]
+    draw = random.Random(0)
+    changed = []
+    questions = load_questions(questions_file)
+    for question in questions:
+        unrelated = [t for t in first_turns if t.gold_title != question.gold_title]
+        conversation = Conversation(0)
+        service.answer(draw.choice(unrelated).text, conversation=conversation)
+        asked_after = service.answer(question.text, conversation=conversation).to_dict()
+        alone = service.answer(question.text).to_dict()
+        asked_after.pop("understood_as"), alone.pop("understood_as")
+        if asked_after != alone:
+            changed.append(question.text)
+    return {"questions": len(questions), "answered differently": len(changed),
+            "which": "；".join(changed) or "–"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--index-dir", type=Path, help="an index of corpus/ (built if absent)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--conversations", type=int, default=10_000)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--carry-over", nargs=2, type=Path,
+                        metavar=("CONVERSATIONS.jsonl", "QUESTIONS.jsonl"),
+                        help="also: are new questions bent by an unrelated first turn?")
     args = parser.parse_args(argv)
 
     from qa_bot.ingest import Ingestor
@@ -153,13 +181,16 @@ def main(argv: list[str] | None = None) -> int:
         rows = latency(service, args.rounds)
         steps = resolution_cpu(service)
         footprint = memory(service, args.conversations)
+        bent = carry_over(service, *args.carry_over) if args.carry_over else None
     print_section("latency (seed issue; the two calls alternate)", table(rows))
     print_section("what resolving a follow-up adds, step by step (CPU ms, median)",
                   table(steps))
     print_section("memory", table([footprint]))
+    if bent is not None:
+        print_section("new questions after an unrelated first turn", table([bent]))
     if args.json:
         args.json.write_text(json.dumps({"latency": rows, "resolution": steps,
-                                         "memory": footprint},
+                                         "memory": footprint, "carry_over": bent},
                                         ensure_ascii=False, indent=1))
     return 0
 

@@ -131,16 +131,6 @@ class Retriever:
                 query_tokens, self.settings.lexical_depth, allowed
             )
 
-        if include_article:
-            rows = self._rows_of_article(include_article)
-            if zone is None and rows.size:
-                if dense:
-                    dense = _merged(dense, self.snapshot.dense_search(
-                        query_vector, rows.size, rows))
-                if mode in ("hybrid", "bm25"):
-                    lexical = _merged(lexical, self.snapshot.lexical.search(
-                        query_tokens, rows.size, rows))
-
         candidates = fuse(dense, lexical, self.settings, len(query_tokens))
         if named_zones:
             candidates = self._prefer_zones(candidates, set(named_zones))
@@ -149,8 +139,25 @@ class Retriever:
             best = self._keep_champions(best, [dense[:1], lexical[:1]])
         shown = best[:k]
         if include_article and all(self._article(c) != include_article for c in shown):
-            shown += [c for c in best[k:] if self._article(c) == include_article][:1]
+            # Scored in a second fusion, so the k hits stay exactly those of the question alone.
+            extra = self._article_candidate(include_article, dense, lexical, query_tokens,
+                                            query_vector if dense else None, mode, zone)
+            shown += [extra] if extra is not None else []
         return [self._hit(candidate) for candidate in shown]
+
+    def _article_candidate(self, article_id, dense, lexical, query_tokens, query_vector,
+                           mode, zone) -> Candidate | None:
+        """The best candidate of one article, its own chunks searched too."""
+        rows = self._rows_of_article(article_id)
+        if zone is not None or not rows.size:
+            return None
+        if query_vector is not None:
+            dense = _merged(dense, self.snapshot.dense_search(query_vector, rows.size, rows))
+        if mode in ("hybrid", "bm25"):
+            lexical = _merged(lexical, self.snapshot.lexical.search(query_tokens, rows.size,
+                                                                    rows))
+        fused = fuse(dense, lexical, self.settings, len(query_tokens))
+        return next((c for c in fused if self._article(c) == article_id), None)
 
     def _article(self, candidate: Candidate) -> str:
         return self.snapshot.chunks[candidate.row].article_id
