@@ -113,3 +113,14 @@ def test_the_repl_is_one_conversation_until_new(seed_service):
     listing = repl.handle("侯马开发区")
     assert "召开2023年项目建设第19次调度会" in listing
     assert "召开2023年项目建设第19次调度会" in repl.handle(":article 1")
+
+
+def test_the_article_under_discussion_is_appended_never_mixed_in(seed_service):
+    retriever = seed_service.loaded.retriever
+    question = "丁小强要求用好多少种招商模式？"
+    alone = retriever.search(question, k=3)
+    other = next(a for a in seed_service.snapshot.articles.values()
+                 if a.article_id not in {h.chunk.article_id for h in alone})
+    with_article = retriever.search(question, k=3, include_article=other.article_id)
+    assert with_article[:3] == alone
+    assert [h.chunk.article_id for h in with_article[3:]] == [other.article_id]
