@@ -67,6 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd_eval)
 
+    train = commands.add_parser(
+        "train-answer", help="learn the answer stage's window weights and confidence")
+    train.add_argument("--set", action="append", required=True, metavar="QUESTIONS=CORPUS",
+                       help="a question set and its corpus (comma-separated paths); repeatable")
+    train.add_argument("--work-dir", default="/tmp/qa-bot-train-answer",
+                       help="where each set's index is built (kept for the next run)")
+    train.add_argument("--held-out", type=float, default=0.2,
+                       help="share of gold articles/passages held out (not trained on)")
+    train.add_argument("--seed", type=int, default=13)
+    train.add_argument("--out", default="qa_bot/data/answer_model.json")
+    train.set_defaults(handler=cmd_train_answer)
+
     bot = commands.add_parser("bot", help="run the Telegram bot")
     bot.set_defaults(handler=cmd_bot)
 
@@ -237,6 +249,12 @@ def cmd_eval(args, settings: Settings) -> int:
     from qa_bot.evaluate import run_eval_command
 
     return run_eval_command(args, settings)
+
+
+def cmd_train_answer(args, settings: Settings) -> int:
+    from qa_bot.answer_training import run_train_command
+
+    return run_train_command(args, settings)
 
 
 def cmd_bot(args, settings: Settings) -> int:

@@ -63,9 +63,14 @@ class RetrievalSettings:
 
 @dataclass(frozen=True)
 class AnswerSettings:
-    # Below this confidence the bot declines and lists the nearest titles instead.
-    min_confidence: float = 0.35
+    # Below this confidence the bot declines and lists the nearest titles instead;
+    # 0 = the threshold trained with the answer model.
+    min_confidence: float = 0.0
+    # Learned window weights and confidence (`qa-bot train-answer`); "" = the bundled ones.
+    model_path: str = ""
     max_sentence_chars: int = 160
+    # Confidence kept when the answer comes from another zone than the one the question names.
+    other_zone_factor: float = 0.5
 
 
 @dataclass(frozen=True)

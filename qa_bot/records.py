@@ -105,6 +105,14 @@ class AnswerSentence:
     chunk: Chunk
     span: tuple[int, int] | None = None  # character offsets in text, when a key span was found
     score: float = 0.0
+    # "passage": a sentence of the article; otherwise the article field that answers
+    # ("byline", "outlet", "zone", "issue", "title"), shown as a line built from that field.
+    source: str = "passage"
+
+    @property
+    def span_text(self) -> str:
+        """The words that answer (shown bold); empty when no key span was found."""
+        return self.text[self.span[0] : self.span[1]] if self.span else ""
 
 
 @dataclass(frozen=True)
@@ -115,28 +123,21 @@ class Answer:
     sentence: AnswerSentence | None
     passages: list[Hit] = field(default_factory=list)
     declined_reason: str = ""  # why no sentence is given; empty when answered
+    # A list question answered across articles (哪些开发区…): one cited sentence per item,
+    # the first being `sentence`.
+    items: list[AnswerSentence] = field(default_factory=list)
 
     @property
     def declined(self) -> bool:
         return self.sentence is None
 
     def to_dict(self) -> dict:
-        sentence = None
-        if self.sentence is not None:
-            chunk = self.sentence.chunk
-            sentence = {
-                "sentence": self.sentence.text,
-                "span": list(self.sentence.span) if self.sentence.span else None,
-                "zone": chunk.zone,
-                "title": chunk.title,
-                "byline": chunk.byline,
-                "issue": chunk.issue,
-                "article_id": chunk.article_id,
-            }
+        sentence = _sentence_dict(self.sentence) if self.sentence is not None else None
         return {
             "question": self.question,
             "answer": sentence,
             "declined_reason": self.declined_reason or None,
+            "items": [_sentence_dict(item) for item in self.items],
             "passages": [
                 {
                     "rank": rank,
@@ -151,3 +152,18 @@ class Answer:
                 for rank, hit in enumerate(self.passages, start=1)
             ],
         }
+
+
+def _sentence_dict(sentence: AnswerSentence) -> dict:
+    chunk = sentence.chunk
+    return {
+        "sentence": sentence.text,
+        "span": list(sentence.span) if sentence.span else None,
+        "span_text": sentence.span_text,
+        "source": sentence.source,
+        "zone": chunk.zone,
+        "title": chunk.title,
+        "byline": chunk.byline,
+        "issue": chunk.issue,
+        "article_id": chunk.article_id,
+    }

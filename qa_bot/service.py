@@ -15,11 +15,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa_bot.answer import Answerer
+from qa_bot.answer import DEFAULT_MODEL_PATH, Answerer, AnswerModel
 from qa_bot.config import Settings
 from qa_bot.embedding import Embedder, SentenceTransformerEmbedder
 from qa_bot.index import IndexMismatch, IndexStore, Snapshot
 from qa_bot.lexical import LexicalTokenizer
+from qa_bot.question import search_text
 from qa_bot.records import Answer, Article
 from qa_bot.retrieval import Retriever
 from qa_bot.zones import ZoneTable
@@ -66,8 +67,10 @@ class QAService:
         embedder: Embedder | None = None,
         store: IndexStore | None = None,
         show_progress: bool = True,
+        answer_model: AnswerModel | None = None,
     ) -> None:
         self.settings = settings
+        self._answer_model = answer_model
         self.embedder = embedder or SentenceTransformerEmbedder(settings.model, show_progress)
         self.store = store or IndexStore(settings.index_path)
         self._loaded: Loaded | None = None
@@ -117,9 +120,19 @@ class QAService:
         document_frequency.pop("\x00", None)
         retriever = Retriever(self.settings.retrieval, self.embedder, snapshot, tokenizer, zones)
         answerer = Answerer(
-            self.settings.answer, tokenizer, zones, document_frequency, len(snapshot)
+            self.settings.answer, tokenizer, zones, document_frequency, len(snapshot),
+            model=self.answer_model,
         )
         return Loaded(snapshot, zones, retriever, answerer)
+
+    @property
+    def answer_model(self) -> AnswerModel:
+        """The learned window weights and confidence (qa_bot/data/answer_model.json, or the
+        `[answer] model_path` file); the hand-set defaults when there is none."""
+        if self._answer_model is None:
+            path = Path(self.settings.answer.model_path or DEFAULT_MODEL_PATH).expanduser()
+            self._answer_model = AnswerModel.load(path) if path.is_file() else AnswerModel()
+        return self._answer_model
 
     def _check_model(self, snapshot: Snapshot) -> None:
         recorded = snapshot.manifest.model
@@ -151,7 +164,7 @@ class QAService:
         question = clean_question(question)
         loaded = self.loaded
         zone_name = self.resolve_zone(zone) if zone else None
-        hits = loaded.retriever.search(question, k=k, zone=zone_name, mode=mode)
+        hits = loaded.retriever.search(search_text(question), k=k, zone=zone_name, mode=mode)
         return loaded.answerer.answer(question, hits, loaded.snapshot.articles)
 
     def resolve_zone(self, zone: str) -> str:

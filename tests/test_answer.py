@@ -8,6 +8,7 @@ from qa_bot.answer import Answerer, QuestionType, answer_windows, question_type
 from qa_bot.config import AnswerSettings
 from qa_bot.lexical import LexicalTokenizer
 from qa_bot.records import Article, Chunk, Hit
+from qa_bot.spans import role_holders
 from qa_bot.zones import ZoneTable
 
 ARTICLES = [
@@ -132,5 +133,5 @@ def test_a_role_in_the_question_finds_the_person_holding_it(answerer):
     answer = answerer.answer("县长对化工园区认定工作提出了哪些要求？",
                              [Hit(chunk, score=1.0, dense_score=0.9)], {"i/3": article})
     assert "安全等级评定复核" in answer.sentence.text
-    assert answerer._role_holders(["县长", "书记"], text) == {"县长": {"徐计连"}}
-    assert answerer._role_holders(["县长"], "会上，县长") == {}  # the role ends the text
+    assert role_holders(["县长", "书记"], text, answerer.tokenizer) == {"县长": {"徐计连"}}
+    assert role_holders(["县长"], "会上，县长", answerer.tokenizer) == {}  # the role ends the text
