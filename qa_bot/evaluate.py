@@ -189,12 +189,14 @@ def bold_span(answer: Answer) -> str:
 def read_questions(path: Path) -> tuple[list[Question], list[SourceProblem]]:
     """The valid question rows of a file, and a problem (with its line) for each bad row."""
     questions, problems = [], []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+    with path.open("rb") as handle:  # decoded line by line: one bad byte spoils only its row
+        for line_number, raw in enumerate(handle, start=1):
             try:
-                questions.append(parse_question(line, line_number))
+                line = raw.decode("utf-8-sig")
+                if line.strip():
+                    questions.append(parse_question(line, line_number))
+            except UnicodeDecodeError as exc:
+                problems.append(SourceProblem(str(path), line_number, f"not UTF-8 ({exc})"))
             except EvalDataError as exc:
                 problems.append(SourceProblem(str(path), line_number, str(exc)))
     return questions, problems
@@ -229,10 +231,12 @@ def parse_question(line: str, line_number: int) -> Question:
         not isinstance(answers, list) or not all(isinstance(a, str) for a in answers)
     ):
         raise EvalDataError("`answers` must be a list of strings or null")
-    ids = {str(i) for i in row.get("passage_ids") or []}
+    passage_ids, title = row.get("passage_ids") or [], row.get("title")
+    if not isinstance(passage_ids, list) or not isinstance(title, str | None):
+        raise EvalDataError("`passage_ids` must be a list and `title` a string")
+    ids = {str(i) for i in passage_ids}
     if row.get("passage_id"):
         ids.add(str(row["passage_id"]))
-    title = row.get("title")
     if answers is not None and not ids and not title:
         raise EvalDataError("an answerable question needs a gold `passage_id`, "
                             "`passage_ids` or `title`")
@@ -384,7 +388,7 @@ def run_eval_command(args, settings: Settings) -> int:
 
     try:
         questions, problems = read_questions(args.questions)
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         print(f"qa-bot: error: cannot read {args.questions}: {exc}", file=sys.stderr)
         return 2
     for problem in problems:

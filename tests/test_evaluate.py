@@ -66,16 +66,20 @@ def test_bad_rows_are_reported_with_their_line_and_skipped(tmp_path):
         {"question": "answers是字符串？", "title": "T", "answers": "x"},
         {"question": "没有金标文章？", "answers": ["x"]},
         {"question": "无法回答的问题？", "answers": None},
+        {"question": "金标是字符串？", "passage_ids": "P1", "answers": ["x"]},
     ])
+    with path.open("ab") as handle:
+        handle.write('{"question": "坏字节", "answers": null}\xff\n'.encode("gb18030"))
     questions, problems = read_questions(path)
     assert [q.line for q in questions] == [1, 9]
-    assert [p.line for p in problems] == [2, 3, 4, 5, 6, 7, 8]
+    assert [p.line for p in problems] == [2, 3, 4, 5, 6, 7, 8, 10, 11]
     assert all(p.source == str(path) for p in problems)
     messages = [p.message for p in problems]
     assert "empty" in messages[0] and "missing" in messages[1]
     assert "not JSON" in messages[2] and "not an object" in messages[3]
     assert "answers" in messages[4] and "list of strings" in messages[5]
     assert "passage_id" in messages[6]
+    assert "must be a list" in messages[7] and "not UTF-8" in messages[8]
     assert str(problems[0]).startswith(f"{path}:2: ")
 
 
