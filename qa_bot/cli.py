@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--retriever", choices=("hybrid", "dense", "bm25", "all"),
                           default="hybrid", help="'all' compares the three side by side")
     evaluate.add_argument("--limit", type=int, help="only the first N questions")
+    evaluate.add_argument("--details", type=Path, metavar="FILE",
+                          help="write one JSON row per question (gold, rank, sentence, span…)")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd_eval)
 
