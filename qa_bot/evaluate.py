@@ -179,11 +179,7 @@ def bold_span(answer: Answer) -> str:
     The one place that knows how an answer marks its key words, so a new kind of answer
     (a list of items, an article's own fields) changes this function and nothing else here.
     """
-    sentence = answer.sentence
-    if sentence is None or sentence.span is None:
-        return ""
-    start, end = sentence.span
-    return sentence.text[start:end]
+    return answer.sentence.span_text if answer.sentence is not None else ""
 
 
 def read_questions(path: Path) -> tuple[list[Question], list[SourceProblem]]:

@@ -56,7 +56,7 @@ _TYPE_CUES: list[tuple[QuestionType, re.Pattern]] = [
 ]
 
 # Words that point at the article itself (那条消息, 这篇稿子): without one, 作者 is a book's author.
-_ARTICLE_REF = r"(?:稿|篇|文章|消息|报道|新闻|这条|那条|这则|那则)"
+_ARTICLE_REF = r"(?:稿子?|篇|文章|消息|报道|新闻|这条|那条|这则|那则)"
 _WHO = r"(?:谁|哪位|哪几位|哪两位|哪三位|哪些人|什么人)"
 # Who wrote / reported / filed the piece. "记者" alone is not enough: 海外华人记者在晋城看到…
 _BYLINE_CUE = re.compile(_alternatives(

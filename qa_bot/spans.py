@@ -57,6 +57,7 @@ _HAN_NAME = re.compile(r"[\u4e00-\u9fff·]{2,4}")
 NAME_REACH = 6
 # Characters each side of a span looked at for the question's own words.
 ANCHOR_REACH = 12
+NEAR_REACH = 5
 
 
 def typed_span(
@@ -93,7 +94,22 @@ def typed_span(
         # A day beats a month beats a year: 6月12日 answers 哪天, not the 2023年 of the meeting.
         return max(spans, key=lambda span: (_date_precision(sentence[span[0]:span[1]]),
                                             -span[0]))
-    return max(spans, key=lambda span: (anchor_length(sentence, span, question), -span[0]))
+    unit = asked_unit(question) if kind is QuestionType.NUMBER else ""
+    return max(spans, key=lambda span: (
+        bool(unit) and sentence[span[0]:span[1]].endswith(unit),
+        anchor_length(sentence, span, question), -span[0]))
+
+
+_ASKED_UNIT = re.compile(rf"(?:多少|几)({_UNITS})")
+_ASKS_SHARE = re.compile(r"比例|比重|占比|百分之|百分比|增长率|增速|率是")
+
+
+def asked_unit(question: str) -> str:
+    """The unit a number question names (多少亿元 → 亿元, 比例 → %), or ""."""
+    if _ASKS_SHARE.search(question):
+        return "%"
+    match = _ASKED_UNIT.search(question)
+    return match.group(1) if match else ""
 
 
 def _date_precision(date: str) -> int:
@@ -153,9 +169,12 @@ def anchor_length(sentence: str, span: tuple[int, int], question: str) -> int:
     """How much of the question stands right next to the span (再生金属企业|13家): the
     answer to "有多少家再生金属企业" sits beside those words, not beside just 企业."""
     start, end = span
+    near = to_simplified(sentence[max(0, start - NEAR_REACH) : start])
     before = to_simplified(sentence[max(0, start - ANCHOR_REACH) : start])
     after = to_simplified(sentence[end : end + ANCHOR_REACH])
-    return longest_common_substring(before, question) + longest_common_substring(after, question)
+    # The words right before a number name what it counts (总投资|572亿元): they count twice.
+    return (longest_common_substring(near, question) + longest_common_substring(before, question)
+            + longest_common_substring(after, question))
 
 
 def longest_common_substring(a: str, b: str) -> int:
