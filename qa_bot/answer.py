@@ -61,7 +61,7 @@ _MAX_LIST_ITEMS = 6
 DEFAULT_MODEL_PATH = Path(__file__).parent / "data" / "answer_model.json"
 FEATURES = ("coverage", "bigram", "typed_span", "anchor", "rank_prior", "length", "lead")
 CONFIDENCE_FEATURES = ("article_coverage", "sentence_coverage", "dense", "dense_margin",
-                       "window_score", "reader")
+                       "window_score", "reader", "missing_rare")
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class AnswerModel:
     reader_weight: float = 0.0
     confidence_weights: dict[str, float] = field(default_factory=lambda: {
         "article_coverage": 0.45, "sentence_coverage": 0.25, "dense": 0.30, "dense_margin": 0.0,
-        "window_score": 0.0, "reader": 0.0})
+        "window_score": 0.0, "reader": 0.0, "missing_rare": 0.0})
     confidence_bias: float = 0.0
     logistic: bool = False  # False: the default weights are a plain weighted sum
     min_confidence: float = 0.35
@@ -127,6 +127,9 @@ class Candidate:
     sentence_coverage: float
     article_coverage: float
     score: float
+    # The rarest question word the article lacks (its idf over the largest possible): a missing
+    # 碳化硅衬底 says the article is not about what is asked, however close it reads.
+    missing_rare: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,7 @@ class Answerer:
             text = article.text if article else hit.chunk.text
             weights = self._weights(question, article)
             article_coverage = _coverage(weights, text)
+            missing_rare = self._missing_rare(weights, text)
             # Within the article, naming its zone again tells nothing about the sentence.
             sentence_weights = {
                 token: weight for token, weight in weights.items() if token not in self._zone_words
@@ -287,7 +291,7 @@ class Answerer:
                 }
                 found.append(Candidate(
                     sentence, hit, hit_rank, features, span, coverage, article_coverage,
-                    self.model.window_score(features),
+                    self.model.window_score(features), missing_rare,
                 ))
         return found
 
@@ -329,6 +333,7 @@ class Answerer:
             "dense_margin": min(margin / 0.05, 1.0),
             "window_score": evidence.score,
             "reader": max(min(evidence.reader_score / 10, 1.0), -1.0),
+            "missing_rare": evidence.candidate.missing_rare,
         }
 
     # -- list answers -------------------------------------------------------------------------
@@ -372,6 +377,11 @@ class Answerer:
                 weight *= _CONTEXT_WEIGHT
             weights[token] = weight
         return weights
+
+    def _missing_rare(self, weights: dict[str, float], text: str) -> float:
+        simplified = to_simplified(text).lower()
+        missing = [w for token, w in weights.items() if token not in simplified]
+        return max(missing, default=0.0) / self.idf("\x00")
 
     def _question_words(self, question: str) -> set[str]:
         """Content words of the question, each once (precise mode: 负责人, not 负责/责人 too).

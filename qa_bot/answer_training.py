@@ -43,6 +43,9 @@ class Sample:
 
     split: str  # "train" or "held-out"
     answerable: bool
+    # From a set with unanswerable questions: only such sets teach what to decline (a set of
+    # Wikipedia paragraphs without any would teach that "unrelated text" is all there is).
+    teaches_declining: bool = True
     window_features: list[list[float]] = field(default_factory=list)
     window_labels: list[int] = field(default_factory=list)
     # (window features, reader score, label) of the windows the reader read
@@ -132,7 +135,7 @@ def fit(samples: list[Sample], seed: int) -> tuple[AnswerModel, float, dict]:
         # Scale so the window score keeps its own units: reader weight relative to it.
         reader_weight = float(stage.coef_[0][1] / max(stage.coef_[0][0], 1e-6))
 
-    rows = [r for s in train for r in s.confidence_rows]
+    rows = [r for s in train if s.teaches_declining for r in s.confidence_rows]
     xc = np.array([r for r, _ in rows])
     yc = np.array([label for _, label in rows])
     confidence = LogisticRegression(C=1.0, max_iter=2000, random_state=seed).fit(xc, yc)
@@ -147,10 +150,16 @@ def fit(samples: list[Sample], seed: int) -> tuple[AnswerModel, float, dict]:
     # The threshold that still answers ANSWERED_TARGET of the real answerable training questions.
     positives = sorted(
         model.confidence(dict(zip(CONFIDENCE_FEATURES, s.confidence_rows[0][0], strict=True)))
-        for s in train if s.answerable
+        for s in train if s.answerable and s.teaches_declining
     )
     threshold = positives[int((1 - ANSWERED_TARGET) * len(positives))] if positives else 0.5
+    held_out = [s for s in samples if s.split == "held-out"]
     report = {
+        "held_out": {
+            "window_top1_hand_set": _window_top1(held_out, AnswerModel()),
+            "window_top1_learned": _window_top1(held_out, model),
+            **_decline_rates([s for s in held_out if s.teaches_declining], model, threshold),
+        },
         "train_questions": len(train),
         "held_out_questions": len(samples) - len(train),
         "window_rows": len(y),
@@ -158,6 +167,39 @@ def fit(samples: list[Sample], seed: int) -> tuple[AnswerModel, float, dict]:
         "reader_rows": len(pairs),
     }
     return model, threshold, report
+
+
+def _window_top1(samples: list[Sample], model: AnswerModel) -> float | None:
+    """Share of answerable questions whose best-scored window holds the answer."""
+    scored = [s for s in samples if s.answerable and s.window_features]
+    if not scored:
+        return None
+    right = 0
+    for sample in scored:
+        scores = [model.window_score(dict(zip(FEATURES, f, strict=True)))
+                  for f in sample.window_features]
+        right += sample.window_labels[int(np.argmax(scores))]
+    return round(right / len(scored), 4)
+
+
+def _decline_rates(samples: list[Sample], model: AnswerModel, threshold: float) -> dict:
+    """Answered share of answerable questions; declined share of the negatives (unanswerable
+    questions and answerable ones asked without their article)."""
+    answered = declined = positives = negatives = 0
+    for sample in samples:
+        for row, label in sample.confidence_rows:
+            confident = model.confidence(dict(zip(CONFIDENCE_FEATURES, row, strict=True))) \
+                >= threshold
+            if label:
+                positives += 1
+                answered += confident
+            else:
+                negatives += 1
+                declined += not confident
+    return {
+        "answered_rate": round(answered / positives, 4) if positives else None,
+        "decline_rate_negatives": round(declined / negatives, 4) if negatives else None,
+    }
 
 
 def save(model: AnswerModel, threshold: float, report: dict, path: Path) -> None:
@@ -201,7 +243,9 @@ def run_train_command(args, settings: Settings) -> int:
                             answer_model=AnswerModel())
         service.warm_up()
         questions = load_questions(Path(questions_path))
-        samples.extend(collect(service, questions, args.held_out))
+        collected = collect(service, questions, args.held_out)
+        teaches = any(not q.answerable for q in questions)
+        samples.extend(replace(sample, teaches_declining=teaches) for sample in collected)
         print(f"{questions_path}: {len(questions)} questions collected", file=sys.stderr)
     model, threshold, report = fit(samples, args.seed)
     save(model, threshold, report, Path(args.out))
