@@ -34,10 +34,17 @@ class Article:
     text: str  # lead and paragraphs, one paragraph a line, byline removed
     zone: str = ""
     subtitle: str = ""
-    byline: str = ""  # the names as printed, e.g. "周旭 张晨帆"
+    byline: str = ""  # as printed, outer brackets removed, e.g. "记者 刘少伟 实习生 康书维"
     date: str = ""
     source: str = ""  # file the article came from
     line: int = 0  # line of the file where the article starts
+    # People's names in the byline, e.g. ("刘少伟", "康书维"): no roles, outlets or inner spaces.
+    # Last, with a default, so articles.jsonl written before it existed still loads.
+    byline_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.byline_names, tuple):  # a list when read back from JSON
+            object.__setattr__(self, "byline_names", tuple(self.byline_names))
 
     @property
     def paragraphs(self) -> list[str]:

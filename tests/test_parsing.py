@@ -199,29 +199,34 @@ def bylines() -> tuple[list[Article], list[SourceProblem]]:
 
 
 @pytest.mark.parametrize(
-    ("title", "byline", "last_paragraph"),
+    ("title", "byline", "names", "last_paragraph"),
     [
         (
             "召开安全生产工作会议",
+            "撰稿:冯慧媛",
             "冯慧媛",
             "会议要求，各企业要压实主体责任，确保安全生产形势稳定。",
         ),
-        ("举办招商推介会", "张三 李四", "推介会上，开发区介绍了营商环境和产业政策。"),
-        ("新能源项目开工", "王五", "项目建成后年产值可达30亿元。"),
-        ("开展消防演练", "赵六 钱七", "演练提高了企业员工的应急处置能力。"),
-        ("召开企业座谈会", "孙八", "与会企业就用工、融资等问题进行了交流。"),
-        ("推进项目建设", "周九", "会议强调，要强化要素保障。"),
-        ("出台扶持办法", "", "办法自发布之日起施行，有效期三年。"),
-        ("举办技能大赛", "吴十", "大赛设焊工、电工两个项目。"),
-        ("召开招商工作例会", "王五 张三", "会议通报了一季度招商引资完成情况。"),
+        ("举办招商推介会", "通讯员 张三 李四", "张三 李四",
+         "推介会上，开发区介绍了营商环境和产业政策。"),
+        ("新能源项目开工", "记者 王五", "王五", "项目建成后年产值可达30亿元。"),
+        ("开展消防演练", "赵六、钱七", "赵六 钱七", "演练提高了企业员工的应急处置能力。"),
+        ("召开企业座谈会", "孙八", "孙八", "与会企业就用工、融资等问题进行了交流。"),
+        ("推进项目建设", "周九", "周九", "会议强调，要强化要素保障。"),
+        ("出台扶持办法", "", "", "办法自发布之日起施行，有效期三年。"),
+        ("举办技能大赛", "文/吴十", "吴十", "大赛设焊工、电工两个项目。"),
+        ("召开招商工作例会", "记者 王五 通讯员 张三", "王五 张三",
+         "会议通报了一季度招商引资完成情况。"),
     ],
 )
-def test_byline_forms(bylines, title, byline, last_paragraph):
+def test_byline_forms(bylines, title, byline, names, last_paragraph):
+    """`byline` is printed as is (outer brackets removed); `byline_names` holds the people."""
     article = by_title(bylines[0])[title]
     assert article.byline == byline
+    assert " ".join(article.byline_names) == names
     assert article.paragraphs[-1] == last_paragraph
     assert article.zone == "太原经济技术开发区"
-    for name in byline.split():
+    for name in names.split():
         assert name not in article.text
     for marker in ("撰稿", "通讯员", "记者", "文/", "("):
         assert marker not in article.text
@@ -262,33 +267,37 @@ def test_missing_byline_and_byline_only_article_are_reported(bylines):
 
 
 @pytest.mark.parametrize(
-    ("last_line", "byline", "kept"),
+    ("last_line", "byline", "names", "kept"),
     [
-        ("会议取得圆满成功。(撰稿：冯慧媛)", "冯慧媛", "会议取得圆满成功。"),
-        ("会议取得圆满成功。（文/吕平）", "吕平", "会议取得圆满成功。"),
-        ("会议取得圆满成功。 撰稿：冯慧媛", "冯慧媛", "会议取得圆满成功。"),
-        ("会议取得圆满成功。　吕平　", "吕平", "会议取得圆满成功。"),  # full-width spaces
-        ("会议取得圆满成功。（通讯员张三、李四）", "张三 李四", "会议取得圆满成功。"),
-        ("会议取得圆满成功。 （王波）", "王波", "会议取得圆满成功。"),
-        ("会议取得圆满成功。（阿依古丽·买买提）", "阿依古丽·买买提", "会议取得圆满成功。"),
-        ("会议取得圆满成功。吕平", "", "会议取得圆满成功。吕平"),  # no space: part of the text
-        ("会议通过了管理办法（试行）", "", "会议通过了管理办法（试行）"),
-        ("详见《管理办法（王波）》", "", "详见《管理办法（王波）》"),
-        ("会议取得圆满成功。（完）", "", "会议取得圆满成功。（完）"),
-        ("会议取得圆满成功。（山西日报）", "", "会议取得圆满成功。（山西日报）"),
-        ("会议取得圆满成功。（图为会议现场）", "", "会议取得圆满成功。（图为会议现场）"),
-        ("会议取得圆满成功（王波）", "王波", "会议取得圆满成功"),  # full stop missing, still a name
-        ("会议取得圆满成功。 段鹏飞", "段鹏飞", "会议取得圆满成功。"),
-        ("会议取得圆满成功。 特此通知", "", "会议取得圆满成功。 特此通知"),
-        ("会议取得圆满成功。\n\n撰稿 冯慧媛", "冯慧媛", "会议取得圆满成功。"),
-        ("会议取得圆满成功。\n\n张丽、刘洋", "张丽 刘洋", "会议取得圆满成功。"),
-        ("会议取得圆满成功。\n\n再接再厉", "", "再接再厉"),
+        ("会议取得圆满成功。(撰稿：冯慧媛)", "撰稿：冯慧媛", "冯慧媛", "会议取得圆满成功。"),
+        ("会议取得圆满成功。（文/吕平）", "文/吕平", "吕平", "会议取得圆满成功。"),
+        ("会议取得圆满成功。 撰稿：冯慧媛", "撰稿：冯慧媛", "冯慧媛", "会议取得圆满成功。"),
+        ("会议取得圆满成功。　吕平　", "吕平", "吕平", "会议取得圆满成功。"),  # full-width spaces
+        ("会议取得圆满成功。（通讯员张三、李四）", "通讯员张三、李四", "张三 李四",
+         "会议取得圆满成功。"),
+        ("会议取得圆满成功。 （王波）", "王波", "王波", "会议取得圆满成功。"),
+        ("会议取得圆满成功。（阿依古丽·买买提）", "阿依古丽·买买提", "阿依古丽·买买提",
+         "会议取得圆满成功。"),
+        ("会议取得圆满成功。吕平", "", "", "会议取得圆满成功。吕平"),  # no space: the text's
+        ("会议通过了管理办法（试行）", "", "", "会议通过了管理办法（试行）"),
+        ("详见《管理办法（王波）》", "", "", "详见《管理办法（王波）》"),
+        ("会议取得圆满成功。（完）", "", "", "会议取得圆满成功。（完）"),
+        # An outlet in brackets is an organisation byline: no people, but a byline.
+        ("会议取得圆满成功。（山西日报）", "山西日报", "", "会议取得圆满成功。"),
+        ("会议取得圆满成功。（图为会议现场）", "", "", "会议取得圆满成功。（图为会议现场）"),
+        ("会议取得圆满成功（王波）", "王波", "王波", "会议取得圆满成功"),  # no full stop
+        ("会议取得圆满成功。 段鹏飞", "段鹏飞", "段鹏飞", "会议取得圆满成功。"),
+        ("会议取得圆满成功。 特此通知", "", "", "会议取得圆满成功。 特此通知"),
+        ("会议取得圆满成功。\n\n撰稿 冯慧媛", "撰稿 冯慧媛", "冯慧媛", "会议取得圆满成功。"),
+        ("会议取得圆满成功。\n\n张丽、刘洋", "张丽、刘洋", "张丽 刘洋", "会议取得圆满成功。"),
+        ("会议取得圆满成功。\n\n再接再厉", "", "", "再接再厉"),
     ],
 )
-def test_byline_edge_cases(last_line, byline, kept):
+def test_byline_edge_cases(last_line, byline, names, kept):
     text = f"侯马经济开发区\n\n## 标题\n\n本刊讯 近日，开发区召开会议。\n\n{last_line}\n"
     articles, problems = parse_bulletin(text, "x")
     assert articles[0].byline == byline
+    assert " ".join(articles[0].byline_names) == names
     assert articles[0].paragraphs[-1] == kept
     assert bool(problems) == (not byline)
 
@@ -445,7 +454,8 @@ def test_traditional_fixture():
     (article,) = articles
     assert article.zone == "太原經濟技術開發區"
     assert article.title == "開發區舉辦招商引資推介會"
-    assert article.byline == "陳強 黃曉明"
+    assert article.byline == "記者 陳強 通訊員 黃曉明"
+    assert article.byline_names == ("陳強", "黃曉明")  # traditional names kept as printed
     assert article.paragraphs == [
         "本刊訊 近日，太原經濟技術開發區在深圳舉辦招商引資推介會，現場簽約項目十個，"
         "總投資一百億元。",
@@ -460,7 +470,7 @@ def test_traditional_person_line_and_subtitle():
         "# 為高質量發展賦能\n\n——走進左雲經濟技術開發區\n\n建區八年，成績斐然。 呂平\n"
     )
     articles, problems = parse_bulletin(text, "x")
-    assert [(a.zone, a.subtitle, a.byline) for a in articles] == [
+    assert [(a.zone, a.subtitle, a.byline_names[0]) for a in articles] == [
         ("運城經濟技術開發區", "", "王文軍"),
         ("左雲經濟技術開發區", "走進左雲經濟技術開發區", "呂平"),
     ]
@@ -478,7 +488,7 @@ def mixed() -> tuple[list[Article], list[SourceProblem]]:
 
 def test_mixed_articles(mixed):
     articles, _ = mixed
-    assert [(a.line, a.zone, a.title, a.byline) for a in articles] == [
+    assert [(a.line, a.zone, a.title, " ".join(a.byline_names)) for a in articles] == [
         (4, "大同经济技术开发区", "召开项目建设推进会", "李明"),
         (16, "孝义经济开发区", "签约落地两个新材料项目", "王刚"),
         (22, "孝义经济开发区", "开展环保专项检查", ""),
