@@ -328,6 +328,125 @@ def test_byline_line_directly_before_next_title_is_not_a_zone():
 
 
 # ---------------------------------------------------------------------------------------------
+# Bylines and section lines as the press prints them (tests/fixtures/bylines-press.txt)
+
+
+@pytest.fixture(scope="module")
+def press() -> tuple[list[Article], list[SourceProblem]]:
+    return load_file(FIXTURES / "bylines-press.txt")
+
+
+@pytest.mark.parametrize(
+    ("title", "zone", "byline", "names"),
+    [
+        # （X 报道）, and a unit as the section line
+        ("专家来高新区调研座谈", "盐湖高新区", "丁一 报道", "丁一"),
+        ("吕梁一季度签约项目60个", "吕梁市", "记者 王二 实习生 李三", "王二 李三"),
+        # a half-width photo credit as the only attribution
+        ("太原十个项目集中开工", "太原市", "张四 摄", "张四"),
+        # an outlet as the byline; a person's title as the section line: its place is the zone
+        ("与医药企业举行工作会谈", "晋中市", "文章来源：晋中日报", ""),
+        ("开发区十个项目开工", "东营港经济开发区", "中国台湾网高唐县台办通讯员 钱六", "钱六"),
+        # no section line after an outlet byline: the subtitle names the zone
+        ("光电产业产值破百亿元", "晋城经济技术开发区", "作者 孙七", "孙七"),
+        ("大同以招商促转型", "大同市", "本报记者 周八 吴九 本报通讯员 郑十", "周八 吴九 郑十"),
+        ("统计部门来临淄调研", "淄博市临淄区", "临淄融媒记者冯甲乙 陈丙丁报道", "冯甲乙 陈丙丁"),
+        ("沙城工业园厂房即将完工", "九江市柴桑区", "记者褚戊", "褚戊"),
+        ("七个招商专班赴外招商", "随州市曾都区", "记者卫己、通讯员蒋庚报道", "卫己 蒋庚"),
+        # traditional characters: zone, bare name, outlet/通訊員/記者, 攝影記者 — kept as printed
+        ("晉中開發區十個項目集中開工", "轉型綜改示範區晉中開發區", "沈辛壬", "沈辛壬"),
+        ("專家來開發區調研", "溧水開發區", "最溧水/今日溧水通訊員 韓癸 記者 楊子丑", "韓癸 楊子丑"),
+        ("智能製造產業園加緊施工", "相山經濟開發區", "攝影記者 朱寅卯", "朱寅卯"),
+        # the byline inside the lead; a unit (招商办) as the section line stands for its place
+        ("百家企业将参加洽谈会", "随州市", "见习记者秦辰巳报道", "秦辰巳"),
+        ("招远在沪举办推介会", "招远经济技术开发区", "许 午", "许午"),  # space inside a name
+        ("晋城经开区项目加快推进", "晋城经开区", "记者尤未申", "尤未申"),  # repeated mid-article
+        ("晋中集中签约项目", "晋中市", "何酉", "何酉"),  # a captioned photo credit after it
+        ("考察团来潜考察园区建设", "潜江市", "记者 施亥", "施亥"),  # a caption after it
+        ("长治大抓项目", "长治市", "张乙丙", "张乙丙"),  # run on after the last sentence
+        # no section line; the title names another zone than the section above
+        ("新乡经济技术开发区挂牌 三个项目签约", "新乡经济技术开发区", "记者 孔甲 曹乙",
+         "孔甲 曹乙"),
+    ],
+)
+def test_press_byline_and_section_line_forms(press, title, zone, byline, names):
+    article = by_title(press[0])[title]
+    assert (article.zone, article.byline, " ".join(article.byline_names)) == (zone, byline, names)
+    for marker in ("记者", "記者", "通讯员", "报道", "摄", "攝", "（", "("):
+        assert marker not in article.text
+    for name in article.byline_names:
+        assert name not in article.text
+
+
+def test_press_fixture_warns_only_where_a_zone_comes_from_the_text(press):
+    articles, problems = press
+    assert len(articles) == 20
+    assert [p.message for p in problems] == [
+        "article «新乡经济技术开发区挂牌 三个项目签约»: no zone line; "
+        "zone «新乡经济技术开发区» taken from the text"
+    ]
+
+
+def test_byline_in_the_lead_is_taken_out_of_it(press):
+    article = by_title(press[0])["百家企业将参加洽谈会"]
+    assert article.paragraphs[0] == (
+        "本刊讯 随州经贸洽谈会筹备工作扎实推进，已有百家企业确定参会。"
+    )
+
+
+def test_captions_after_the_closing_byline_are_dropped(press):
+    assert by_title(press[0])["晋中集中签约项目"].paragraphs == [
+        "本刊讯 晋中集中签约17个项目，总投资572亿元。"
+    ]
+    assert by_title(press[0])["考察团来潜考察园区建设"].paragraphs == [
+        "本刊讯 考察团一行参观了园区企业。"
+    ]
+
+
+def test_repeated_byline_is_printed_once(press):
+    article = by_title(press[0])["晋城经开区项目加快推进"]
+    assert article.paragraphs == [
+        "本刊讯 晋城经开区46个项目加快推进。",
+        "位于产业园的制造基地一期项目即将建成投产。",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("晋中市", None),
+        ("随州市招商办", None),  # an office alone, without brackets: a section line
+        ("晋中市委副书记、市长常书铭", None),
+        ("介休市绵山镇", None),
+        ("坚持项目为王", None),
+        ("一、招商引资", None),
+        ("签约仪式现场。 刘勇 摄", None),
+        ("（晋中日报）", ("晋中日报", ())),
+        ("(记者 张三)", ("记者 张三", ("张三",))),
+        ("文/图 张三", ("文/图 张三", ("张三",))),
+        ("本报记者 张三 李四", ("本报记者 张三 李四", ("张三", "李四"))),
+    ],
+)
+def test_whole_line_bylines_and_what_is_no_byline(line, expected):
+    from qa_bot.parsing.bylines import is_whole_byline, parse_byline
+
+    assert is_whole_byline(line) == (expected is not None)
+    if expected is not None:
+        byline = parse_byline(line)
+        assert (byline.printed, byline.names) == expected
+
+
+def test_articles_stored_before_byline_names_still_load():
+    """index.py reads articles.jsonl rows with Article(**row): old rows lack byline_names,
+    new ones hold a JSON list."""
+    old = {"article_id": "i/1", "issue": "i", "title": "t", "text": "x", "byline": "王波"}
+    assert Article(**old).byline_names == ()
+    new = Article(**{**old, "byline_names": ["王波"]})
+    assert new.byline_names == ("王波",)
+    assert hash(new) == hash(Article(**{**old, "byline_names": ("王波",)}))
+
+
+# ---------------------------------------------------------------------------------------------
 # Zones (tests/fixtures/zones.txt)
 
 
