@@ -21,6 +21,7 @@ from qa_bot.embedding import Embedder
 from qa_bot.index import IndexMismatch, IndexNotFound, IndexStore, Manifest, Snapshot
 from qa_bot.lexical import LexicalIndex, LexicalTokenizer
 from qa_bot.parsing import InputError, load_file
+from qa_bot.parsing.loading import INPUT_SUFFIXES, expand_paths  # noqa: F401 (re-exported)
 from qa_bot.records import Article, Chunk, SourceProblem
 from qa_bot.zones import ZoneTable
 
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 
 # An HNSW graph is rebuilt when the ids of removed chunks it still holds exceed this share.
 TOMBSTONE_REBUILD_FRACTION = 0.1
-INPUT_SUFFIXES = {".txt", ".md", ".jsonl", ".json", ".ndjson"}  # compared in lower case
 
 
 @dataclass
@@ -64,27 +64,6 @@ class IngestReport:
         )
 
 
-def expand_paths(paths: Iterable[Path], skipped: list[Path] | None = None) -> list[Path]:
-    """Files as given; directories expand to their bulletin/JSONL files, sorted.
-
-    Other files found in a directory are appended to `skipped` (hidden ones are not: .git,
-    .DS_Store and the like are no one's issue).
-    """
-    files: list[Path] = []
-    for path in paths:
-        if not path.is_dir():
-            files.append(path)
-            continue
-        for found in sorted(p for p in path.rglob("*") if p.is_file()):
-            if any(part.startswith(".") for part in found.relative_to(path).parts):
-                continue
-            if found.suffix.lower() in INPUT_SUFFIXES:
-                files.append(found)
-            elif skipped is not None:
-                skipped.append(found)
-    return files
-
-
 class Ingestor:
     """Keeps an index directory in step with the issues given to it."""
 
@@ -111,7 +90,8 @@ class Ingestor:
         skipped: list[Path] = []
         files = expand_paths(paths, skipped)
         report.warnings.extend(
-            SourceProblem(str(path), 0, "skipped: not an issue file (.txt, .md, .jsonl, .json)")
+            SourceProblem(str(path), 0, "skipped: not an issue file "
+                          "(.txt, .md, .pdf, .docx, .html, .jsonl, .json)")
             for path in skipped
         )
         for path in files:

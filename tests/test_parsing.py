@@ -812,7 +812,7 @@ def test_zero_width_and_stray_controls_are_removed(tmp_path):
         ("empty.txt", None, 0, "empty file"),
         ("blank.txt", None, 0, "empty file"),
         ("binary.bin", None, 1, "plain text (UTF-8)"),
-        ("page.html", None, 0, "looks like HTML"),
+        ("page.txt", (FIXTURES / "page.html").read_bytes(), 0, "name it .html"),
         ("doc.pdf", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", 0, "PDF"),
         ("doc.docx", b"PK\x03\x04\x14\x00\x06\x00", 0, ".docx"),
         ("latin.txt", b"ok\n\xff\xfe\xff\xfe garbage \xff", 2, "neither UTF-8 nor GB18030"),

@@ -223,7 +223,7 @@ def _to_text(segments: list[_Segment], body_size: float) -> str:
             lines.clear()
 
     for segment in segments:
-        left, right = edges[(segment.page, segment.column)]
+        left, right = edges[segment.column]
         # Larger than the body: a title (or, a little larger, a heading); its lines join.
         size_mark = (
             "## " if segment.size > body_size + 2.5
@@ -242,17 +242,15 @@ def _to_text(segments: list[_Segment], body_size: float) -> str:
 
 def _column_edges(
     segments: list[_Segment], body_size: float
-) -> dict[tuple[int, str], tuple[float, float]]:
-    """Left and right edge of each column of each page: where most body lines start and end."""
-    edges: dict[tuple[int, str], tuple[float, float]] = {}
-    groups: dict[tuple[int, str], list[_Segment]] = {}
-    for segment in segments:
-        groups.setdefault((segment.page, segment.column), []).append(segment)
-    for key, group in groups.items():
+) -> dict[str, tuple[float, float]]:
+    """Left and right edge of each column, over the whole issue (the layout repeats on every
+    page; one page may hold only one-line, indented paragraphs): the leftmost start of any
+    line, the rightmost end of a body line."""
+    edges: dict[str, tuple[float, float]] = {}
+    for column in {s.column for s in segments}:
+        group = [s for s in segments if s.column == column]
         body = [s for s in group if abs(s.size - body_size) <= 1] or group
-        left = Counter(round(s.x0) for s in body).most_common(1)[0][0]
-        right = max(s.x1 for s in body)
-        edges[key] = (float(left), right)
+        edges[column] = (min(s.x0 for s in group), max(s.x1 for s in body))
     return edges
 
 
