@@ -14,11 +14,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from format_fixtures import render_docx, render_html, render_pdf
 
 from qa_bot.chunking import SentenceChunker
 from qa_bot.parsing import InputError, load_file
 from qa_bot.records import Article
+from tests.format_fixtures import render_docx, render_html, render_pdf
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "corpus" / "bulletin-2023-06.txt"
@@ -208,10 +208,10 @@ def test_unusable_documents_are_refused_in_one_line(tmp_path, name, make, needle
 
 def test_a_folder_of_mixed_formats_is_ingested_whole_and_refusals_named(tmp_path):
     """ingest and parse expand folders to every format; a refused file leaves no article."""
-    from conftest import make_settings
-    from fault_support import FakeEmbedder
-
     from qa_bot.ingest import Ingestor
+    from tests.conftest import make_settings
+    from tests.fault_support import FakeEmbedder
+
 
     folder = tmp_path / "issues"
     folder.mkdir()
