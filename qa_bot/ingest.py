@@ -27,6 +27,8 @@ from qa_bot.zones import ZoneTable
 
 log = logging.getLogger(__name__)
 
+# What BM25 tokens are made of (Chunk.lexical_text); a change re-tokenizes kept chunks.
+LEXICAL_TEXT = "zone title text byline_names"
 # An HNSW graph is rebuilt when the ids of removed chunks it still holds exceed this share.
 TOMBSTONE_REBUILD_FRACTION = 0.1
 
@@ -245,6 +247,7 @@ class Ingestor:
         tokenizer = LexicalTokenizer(zones.words())
         same_tokens = previous is not None and (
             previous.manifest.lexical.get("signature") == tokenizer.signature()
+            and previous.manifest.lexical.get("text") == LEXICAL_TEXT
         )
 
         # Kept chunks: ids, vectors and (when the tokenizer is unchanged) tokens as they were.
@@ -256,7 +259,7 @@ class Ingestor:
         ids = previous.ids[kept_rows] if previous else np.zeros(0, dtype=np.int64)
         tokens: list[list[str]] = (
             [previous.tokens[row] for row in kept_rows] if previous and same_tokens else
-            tokenizer.tokenize_many(c.embed_text for c in chunks)
+            tokenizer.tokenize_many(c.lexical_text for c in chunks)
         )
 
         fresh = [a for a in articles if a.article_id not in reusable]
@@ -276,7 +279,7 @@ class Ingestor:
 
         all_chunks = chunks + new_chunks
         all_ids = np.concatenate([ids, new_ids])
-        all_tokens = tokens + tokenizer.tokenize_many(c.embed_text for c in new_chunks)
+        all_tokens = tokens + tokenizer.tokenize_many(c.lexical_text for c in new_chunks)
         dimension = self._dimension(previous)
         dense_entry, dense_index = self._dense(previous, ids, new_vectors, new_ids, dimension)
         all_vectors = None
@@ -388,7 +391,8 @@ class Ingestor:
         return Manifest(
             model=model_entry,
             chunker=self._chunker_settings(),
-            lexical={"signature": tokenizer.signature(), "user_words": tokenizer.user_words},
+            lexical={"signature": tokenizer.signature(), "user_words": tokenizer.user_words,
+                     "text": LEXICAL_TEXT},
             dense={"kind": "flat"},
             issues=issues,
         )

@@ -73,6 +73,11 @@ class Chunk:
     zone: str = ""
     byline: str = ""
     date: str = ""
+    byline_names: tuple[str, ...] = ()  # the article's people (chunks.jsonl before: none)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.byline_names, tuple):  # a list when read back from JSON
+            object.__setattr__(self, "byline_names", tuple(self.byline_names))
 
     @property
     def chunk_id(self) -> str:
@@ -83,6 +88,13 @@ class Chunk:
         """What the embedding model sees: zone and title give every passage its context."""
         head = " ".join(part for part in (self.zone, self.title) if part)
         return f"{head}\n{self.text}" if head else self.text
+
+    @property
+    def lexical_text(self) -> str:
+        """What BM25 indexes: the embedded text and the byline's names, so that a question
+        naming the reporter (王天晓写了什么) finds their articles."""
+        names = " ".join(self.byline_names)
+        return f"{self.embed_text}\n{names}" if names else self.embed_text
 
     def to_dict(self) -> dict:
         return asdict(self)
