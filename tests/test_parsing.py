@@ -394,6 +394,21 @@ def test_byline_in_the_lead_is_taken_out_of_it(press):
     )
 
 
+@pytest.mark.parametrize(
+    ("lead", "kept", "byline"),
+    [
+        ("新华社太原6月12日电（记者 张三）开发区召开会议。", "新华社太原6月12日电 开发区召开会议。",
+         "记者 张三"),
+        ("本报讯 记者张三 通讯员李四报道：开发区召开会议。", "本报讯 开发区召开会议。",
+         "记者张三 通讯员李四报道"),
+        ("本刊讯（通讯员 王五）开发区召开会议。", "本刊讯 开发区召开会议。", "通讯员 王五"),
+    ],
+)
+def test_dateline_bylines_in_the_lead(lead, kept, byline):
+    articles, problems = parse_bulletin(f"侯马经济开发区\n## 标题\n{lead}\n会议要求抓落实。\n", "x")
+    assert (articles[0].paragraphs[0], articles[0].byline, problems) == (kept, byline, [])
+
+
 def test_captions_after_the_closing_byline_are_dropped(press):
     assert by_title(press[0])["晋中集中签约项目"].paragraphs == [
         "本刊讯 晋中集中签约17个项目，总投资572亿元。"
@@ -425,6 +440,14 @@ def test_repeated_byline_is_printed_once(press):
         ("(记者 张三)", ("记者 张三", ("张三",))),
         ("文/图 张三", ("文/图 张三", ("张三",))),
         ("本报记者 张三 李四", ("本报记者 张三 李四", ("张三", "李四"))),
+        ("□本报记者 张三", ("本报记者 张三", ("张三",))),  # an ornament before it
+        ("（张三/文 李四/图）", ("张三/文 李四/图", ("张三", "李四"))),
+        ("（新华社记者 张三）", ("新华社记者 张三", ("张三",))),
+        ("来源：人民网-山西频道", ("来源：人民网-山西频道", ())),
+        ("（记者 马 力）", ("记者 马 力", ("马力",))),
+        ("记者 张三 摄影报道", ("记者 张三 摄影报道", ("张三",))),
+        ("编辑：张三 审核：李四", ("编辑：张三 审核：李四", ("张三", "李四"))),
+        ("撰稿：晋城经开区党群工作部", ("撰稿：晋城经开区党群工作部", ())),
     ],
 )
 def test_whole_line_bylines_and_what_is_no_byline(line, expected):

@@ -73,11 +73,13 @@ _SENTENCE_END = frozenset("。！？；…!?;”’」』）)】")
 _OPENERS, _CLOSERS = "（(〔【", "）)〕】"
 # 本刊讯 （记者 张三） … / 本刊讯 见习记者徐王俊报道：…
 _LEAD_BYLINE_RE = re.compile(
-    r"^(本[刊报報][讯訊])[ \t\u3000]*"
+    r"^(本[刊报報][讯訊]|[^\s，。：:；（()）]{2,24}?[电電])[ \t\u3000]*"  # 本刊讯 / 新华社太原6月1日电
     r"(?:[（(]([^（()）]{1,40})[）)]"
     r"|([^，。：:；（(]{2,40}?(?:报道|報道|摄|攝|电|電))[：:，, \t\u3000])"
     r"[ \t\u3000]*"
 )
+# Marks some papers print before a byline line.
+_ORNAMENTS = "□■●◎○◆◇★☆▲△▶►※ \t\u3000"
 # A caption left after the byline: short, at most one sentence (签约仪式现场。 刘勇 摄).
 _CAPTION_MAX = 40
 
@@ -91,7 +93,7 @@ class Byline:
 
 def parse_byline(text: str) -> Byline | None:
     """The byline in `text` (brackets allowed around it), or None if it is anything else."""
-    printed = text.strip()
+    printed = text.strip().lstrip(_ORNAMENTS)  # □本报记者 张三
     if printed[:1] in _OPENERS and printed[-1:] in _CLOSERS:
         printed = printed[1:-1].strip()
     if not printed or len(printed) > 60:
@@ -139,10 +141,12 @@ def _pieces(token: str) -> list[tuple[str, str]]:
     token_shadow = shadow(token)
     if token_shadow in _ROLES:
         return [("role", token)]
-    if "/" in token or "／" in token:  # 文/图 张三, 文/吴十, or 最溧水/今日溧水通讯员 (one outlet)
+    if "/" in token or "／" in token:  # 文/图, 文/吴十, 张三/摄, or 最溧水/今日溧水通讯员
         *heads, last = [p for p in re.split("[/／]", token) if p] or [""]
         if heads and all(shadow(p) in _ROLES for p in heads):
             return [("role", p) for p in heads] + _pieces(last)
+        if len(heads) == 1 and _valid_name(heads[0]) and shadow(last) in _ROLES:
+            return [("text", heads[0]), ("role", last)]
     found: list[tuple[str, str]] = []
     start = position = 0
     while position < len(token):
