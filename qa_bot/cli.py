@@ -30,10 +30,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ingest = commands.add_parser("ingest", help="add or update issues (bulletin .txt or .jsonl)")
+    ingest = commands.add_parser(
+        "ingest", help="add or update issues (.txt/.md, .pdf, .docx, .html, .jsonl)")
     ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     ingest.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     ingest.set_defaults(handler=cmd_ingest)
+
+    parse = commands.add_parser(
+        "parse", help="show what ingest would make of issue files, touching no index")
+    parse.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    parse.add_argument("--json", action="store_true",
+                       help="print a JSON list of articles (file, issue, title, zone, byline, "
+                       "byline_names, warnings…)")
+    parse.set_defaults(handler=cmd_parse)
 
     remove = commands.add_parser("remove", help="remove an issue from the index")
     remove.add_argument("issue")
@@ -166,6 +175,45 @@ def cmd_ingest(args, settings: Settings) -> int:
         print(f"qa-bot: error: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return EXIT_ERROR
     return _print_report(_ingestor(settings, args.quiet).ingest(args.paths))
+
+
+def cmd_parse(args, settings: Settings) -> int:
+    """Article by article: zone │ title │ byline │ paragraphs │ warnings. No index, no model."""
+    from qa_bot.parsing.preview import article_rows, preview
+
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"qa-bot: error: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_ERROR
+    files, skipped = preview(args.paths)
+    for path in skipped:
+        print(f"skipped: {path}: not an issue file", file=sys.stderr)
+    for parsed in files:
+        if parsed.refusal is not None:
+            print(f"refused: {parsed.refusal}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(article_rows(files), ensure_ascii=False, indent=1))
+    else:
+        _print_parsed(files)
+    return EXIT_PARTIAL if any(parsed.refusal for parsed in files) else EXIT_OK
+
+
+def _print_parsed(files) -> None:
+    for parsed in files:
+        if parsed.refusal is not None:
+            continue
+        print(f"{parsed.path}: {len(parsed.articles)} articles "
+              f"(issue {parsed.articles[0].issue})")
+        for problem in parsed.file_warnings:
+            print(f"  warning: {problem}")
+        print("  zone │ title │ byline │ paragraphs │ warnings")
+        for article, warnings in zip(parsed.articles, parsed.warnings, strict=True):
+            byline = article.byline or "—"
+            if article.byline_names and " ".join(article.byline_names) != article.byline:
+                byline += f" [{'、'.join(article.byline_names)}]"
+            notes = "; ".join(p.message for p in warnings) or "—"
+            print(f"  {article.zone or '—'} │ {article.title} │ {byline} │ "
+                  f"{len(article.paragraphs)} │ {notes}")
 
 
 def cmd_remove(args, settings: Settings) -> int:

@@ -34,10 +34,17 @@ class Article:
     text: str  # lead and paragraphs, one paragraph a line, byline removed
     zone: str = ""
     subtitle: str = ""
-    byline: str = ""  # the names as printed, e.g. "周旭 张晨帆"
+    byline: str = ""  # as printed, outer brackets removed, e.g. "记者 刘少伟 实习生 康书维"
     date: str = ""
     source: str = ""  # file the article came from
     line: int = 0  # line of the file where the article starts
+    # People's names in the byline, e.g. ("刘少伟", "康书维"): no roles, outlets or inner spaces.
+    # Last, with a default, so articles.jsonl written before it existed still loads.
+    byline_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.byline_names, tuple):  # a list when read back from JSON
+            object.__setattr__(self, "byline_names", tuple(self.byline_names))
 
     @property
     def paragraphs(self) -> list[str]:
@@ -66,6 +73,11 @@ class Chunk:
     zone: str = ""
     byline: str = ""
     date: str = ""
+    byline_names: tuple[str, ...] = ()  # the article's people (chunks.jsonl before: none)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.byline_names, tuple):  # a list when read back from JSON
+            object.__setattr__(self, "byline_names", tuple(self.byline_names))
 
     @property
     def chunk_id(self) -> str:
@@ -76,6 +88,13 @@ class Chunk:
         """What the embedding model sees: zone and title give every passage its context."""
         head = " ".join(part for part in (self.zone, self.title) if part)
         return f"{head}\n{self.text}" if head else self.text
+
+    @property
+    def lexical_text(self) -> str:
+        """What BM25 indexes: the embedded text and the byline's names, so that a question
+        naming the reporter (王天晓写了什么) finds their articles."""
+        names = " ".join(self.byline_names)
+        return f"{self.embed_text}\n{names}" if names else self.embed_text
 
     def to_dict(self) -> dict:
         return asdict(self)
