@@ -33,7 +33,7 @@ from qa_bot.config import AnswerSettings
 from qa_bot.lexical import LexicalTokenizer
 from qa_bot.question import ArticleField, QuestionFrame, QuestionType, analyse, question_type
 from qa_bot.records import Answer, AnswerSentence, Article, Hit
-from qa_bot.spans import ROLE_WORDS, anchor_length, role_holders, typed_span
+from qa_bot.spans import ROLE_WORDS, anchor_length, person_spans, role_holders, typed_span
 from qa_bot.zones import ZoneTable, place_of
 
 __all__ = ["AnswerModel", "Answerer", "QuestionType", "answer_windows", "question_type"]
@@ -216,14 +216,14 @@ class Answerer:
         if article is None:
             return None
         wanted = frame.about_article
-        names = list(getattr(article, "byline_names", ()) or ()) or _names_in(article.byline)
         outlet = _outlet_in(article.byline)
         if wanted is ArticleField.OUTLET and not outlet:
             wanted = ArticleField.BYLINE
         if wanted is ArticleField.BYLINE:
             if not article.byline:
                 return None
-            key = "、".join(names) if names else article.byline
+            # The people's names; an organisation byline (no names) answers as printed.
+            key = "、".join(article.byline_names) or article.byline
             text = f"署名：{key}（原文署名“{article.byline}”）" if key != article.byline \
                 else f"署名：{key}"
             source = "byline"
@@ -275,10 +275,13 @@ class Answerer:
             key_bigrams = question_bigrams - context_bigrams or question_bigrams
             rank_prior = hit.score / top_score
             zone_names = _zone_names(article.zone if article else hit.chunk.zone)
+            people = person_spans(text, question, self.tokenizer) \
+                if frame.kind is QuestionType.PERSON else []
             for start, end in answer_windows(text, self.settings.max_sentence_chars):
                 sentence = text[start:end]
                 coverage = _coverage(sentence_weights, sentence, holders)
-                span = typed_span(frame.kind, sentence, question, zone_names, self.tokenizer)
+                inside = [(a - start, b - start) for a, b in people if start <= a and b <= end]
+                span = typed_span(frame.kind, sentence, question, zone_names, inside)
                 anchor = anchor_length(sentence, span, question) if span else 0
                 features = {
                     "coverage": coverage,
@@ -401,18 +404,6 @@ class Answerer:
 def _zone_names(zone: str) -> list[str]:
     """The zone's full name and its place name, longest first, as printed in text."""
     return [name for name in (zone, place_of(zone)) if len(name) >= 2] if zone else []
-
-
-_BYLINE_ROLES = re.compile(
-    r"本报|本刊|融媒|见习|实习生|特约|首席|摄影|记者|通讯员|通訊員|記者|攝影|撰稿|作者|编辑|报道|"
-    r"報道|文章来源|来源|[：:／/（）()、，,]|摄|攝")
-
-
-def _names_in(byline: str) -> list[str]:
-    """Person names in a byline printed as names with role words (记者 李理 → 李理); used when
-    the parser recorded no separate names."""
-    words = _BYLINE_ROLES.sub(" ", byline or "").split()
-    return [w for w in words if 2 <= len(w) <= 4]
 
 
 def _outlet_in(byline: str) -> str:

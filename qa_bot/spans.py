@@ -9,6 +9,7 @@ amount next to 总投资, not with 2月.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from qa_bot.chinese import to_simplified
 from qa_bot.lexical import LexicalTokenizer
@@ -65,11 +66,16 @@ def typed_span(
     sentence: str,
     question: str,
     zone_names: list[str],
-    tokenizer: LexicalTokenizer,
+    people: list[tuple[int, int]] = (),
 ) -> tuple[int, int] | None:
-    """Where in the sentence the kind of thing the question asks for is, or None."""
+    """Where in the sentence the kind of thing the question asks for is, or None.
+
+    `people`: the names in the sentence (`person_spans` of its article, shifted), for 谁.
+    """
     if kind is QuestionType.PERSON:
-        return person_span(sentence, question, tokenizer)
+        if not people:
+            return None
+        return max(people, key=lambda span: (anchor_length(sentence, span, question), -span[0]))
     if kind is QuestionType.PLACE:
         # "哪个园区…" is mostly answered by the zone the article is about.
         simplified = to_simplified(sentence)
@@ -116,15 +122,15 @@ def _date_precision(date: str) -> int:
     return 2 if "日" in date else 1 if "月" in date else 0
 
 
-def person_span(
-    sentence: str, question: str, tokenizer: LexicalTokenizer
-) -> tuple[int, int] | None:
-    """A name: the word after a role (副市长|李哲) or before an action (李俊胜|主持)."""
-    words = tokenizer.segment(sentence)
+def person_spans(text: str, question: str, tokenizer: LexicalTokenizer) -> list[tuple[int, int]]:
+    """Names in a text: the word after a role (副市长|李哲) or before an action (李俊胜|主持),
+    other than names the question already says. The article is segmented once; each answer
+    window takes the names inside it."""
+    words = tokenizer.segment(text)
     offsets = [0]
     for word in words:
         offsets.append(offsets[-1] + len(word))
-    candidates = []
+    found = []
     for i, word in enumerate(words):
         end = name_end(words, i)
         if end is None or word in question:
@@ -132,10 +138,8 @@ def person_span(
         after_role = i > 0 and words[i - 1].endswith(ROLE_WORDS)
         before_action = end < len(words) and words[end].startswith(PERSON_ACTIONS)
         if after_role or before_action:
-            candidates.append((offsets[i], offsets[end]))
-    if not candidates:
-        return None
-    return max(candidates, key=lambda span: (anchor_length(sentence, span, question), -span[0]))
+            found.append((offsets[i], offsets[end]))
+    return found
 
 
 def role_holders(roles: list[str], text: str, tokenizer: LexicalTokenizer) -> dict[str, set[str]]:
@@ -178,13 +182,20 @@ def anchor_length(sentence: str, span: tuple[int, int], question: str) -> int:
 
 
 def longest_common_substring(a: str, b: str) -> int:
+    """Length of the longest string found in both (a is short: a span's neighbourhood)."""
+    pieces = _substrings(b)
     best = 0
-    previous = [0] * (len(b) + 1)
-    for char in a:
-        current = [0] * (len(b) + 1)
-        for j, other in enumerate(b, start=1):
-            if char == other:
-                current[j] = previous[j - 1] + 1
-                best = max(best, current[j])
-        previous = current
+    for start in range(len(a)):
+        # Only longer matches than the best so far are worth looking for.
+        for end in range(start + best + 1, len(a) + 1):
+            if a[start:end] not in pieces:
+                break
+            best = end - start
     return best
+
+
+@lru_cache(maxsize=64)
+def _substrings(text: str) -> frozenset[str]:
+    """Every substring of a question, once per question (questions are short)."""
+    return frozenset(
+        text[i:j] for i in range(len(text)) for j in range(i + 1, min(len(text), i + 40) + 1))

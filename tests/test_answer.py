@@ -140,6 +140,7 @@ def test_a_role_in_the_question_finds_the_person_holding_it(answerer):
 # -- the answer stage of issue 10: article fields, spans tied to the question, lists -------------
 SIGNING = Article(
     "j/1", "j", "晋中集中签约17个项目", zone="晋中市", byline="记者 刘少伟 实习生 康书维",
+    byline_names=("刘少伟", "康书维"),
     text="本刊讯 2月27日，晋中市举行招商引资项目集中签约仪式，17个项目集中签约，总投资572亿元。\n"
          "今年晋中全年招商引资任务为1500亿元，此次签约占全年任务的38.1%。")
 TALKS = Article(
