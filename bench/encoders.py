@@ -7,7 +7,7 @@ before, sentence-transformers on torch, and onnxruntime at fp32 and int8, on the
 - Question encode (the answer path's call, one question, one thread as the product runs it):
   every engine timed on the same question in turn, question after question, round after round,
   so all see the same machine load; medians. The numpy encoder is the `qa_bot/encoder.py` of
-  the `--before` checkout (or of `git show main:qa_bot/encoder.py`), BLAS limited to one
+  the `--before` checkout (or, from git, of the last commit that had it), BLAS limited to one
   thread as its embedder did.
 - Passage encode (ingest's call: batches of `[model] batch_size`, sorted by length, one thread
   per core): chunks/s of the bench's synthetic chunks, each engine twice in the order
@@ -46,6 +46,8 @@ from bench.common import (
 )
 from bench.query_path import QUESTIONS, cold_start
 
+NUMPY = "numpy encoder (before)"
+
 
 def load_numpy_encoder(before: Path | None):
     """The numpy `BertEncoder` module as the project had it (it imports only numpy and
@@ -53,8 +55,7 @@ def load_numpy_encoder(before: Path | None):
     if before is not None:
         source = (before / "qa_bot" / "encoder.py").read_text(encoding="utf-8")
     else:
-        source = subprocess.run(["git", "show", "main:qa_bot/encoder.py"], cwd=REPO_ROOT,
-                                capture_output=True, text=True, check=True).stdout
+        source = _git("show", f"{_last_numpy_revision()}:qa_bot/encoder.py")
     if "class BertEncoder" not in source:
         raise SystemExit("the --before checkout has no numpy BertEncoder in qa_bot/encoder.py")
     path = Path(tempfile.mkdtemp(prefix="bench-numpy-encoder-")) / "numpy_encoder.py"
@@ -63,6 +64,22 @@ def load_numpy_encoder(before: Path | None):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def _last_numpy_revision() -> str:
+    """The last commit whose qa_bot/encoder.py still has the numpy BertEncoder: HEAD until this
+    change lands, then the parent of the commit that removed it."""
+    if "class BertEncoder" in _git("show", "HEAD:qa_bot/encoder.py"):
+        return "HEAD"
+    changed = _git("log", "--format=%H", "-S", "class BertEncoder", "--", "qa_bot/encoder.py")
+    if not changed.split():
+        raise SystemExit("no numpy BertEncoder in this repository's history; pass --before DIR")
+    return changed.split()[0] + "^"
 
 
 def one_blas_thread():
@@ -82,13 +99,16 @@ def make_engines(settings, folder: Path, before: Path | None):
     cores = os.cpu_count() or 1
     engines: dict[str, tuple] = {}
 
-    old = load_numpy_encoder(before).BertEncoder(folder)
+    try:
+        old = load_numpy_encoder(before).BertEncoder(folder)
+    except (OSError, subprocess.CalledProcessError, SystemExit) as exc:
+        log(f"no numpy encoder to compare with ({exc}); pass --before DIR")
+    else:
+        def numpy_question(text):
+            with one_blas_thread():
+                return old.encode([query + text], batch)
 
-    def numpy_question(text):
-        with one_blas_thread():
-            return old.encode([query + text], batch)
-
-    engines["numpy encoder (before)"] = (numpy_question, None)
+        engines[NUMPY] = (numpy_question, None)
 
     fp32 = SentenceTransformerEmbedder(settings.model, show_progress=False)
     fp32.warm_up()
@@ -133,7 +153,7 @@ def questions(engines: dict, rounds: int) -> list[dict]:
                 started = time.perf_counter()
                 encode(question)
                 times[name].append(time.perf_counter() - started)
-    base = statistics.median(times["numpy encoder (before)"])
+    base = statistics.median(times.get(NUMPY) or times["onnxruntime fp32"])
     return [{"engine": name, **summarize_ms(values),
              "speed-up vs numpy": base / statistics.median(values)}
             for name, values in times.items()]
