@@ -88,9 +88,10 @@ class SentenceTransformerEmbedder:
                 target = encoder.export_dir_for(path, self.fingerprint(), cache_dir)
                 encoder.ensure_export(path, target, self.fingerprint(), self.precision)
                 log.info("loading embedding model %s (onnxruntime, %s)", path, self.precision)
-                self._onnx = encoder.OnnxEncoder(path, target, self.precision)
-                # The question session now, so that the first answer pays no graph load.
-                self._onnx.session(self._question_threads())
+                # The question session is built alongside everything else that loads.
+                self._onnx = encoder.OnnxEncoder(
+                    path, target, self.precision, preload_threads=self._question_threads()
+                )
             except (OSError, ValueError, KeyError, encoder.UnsupportedModel,
                     runtime.GraphError) as exc:
                 self._onnx = None

@@ -392,7 +392,14 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
 class OnnxEncoder:
     """Tokenise, look up word vectors, run the graph, mean-pool and normalise."""
 
-    def __init__(self, folder: Path, export: Path, precision: str) -> None:
+    def __init__(
+        self, folder: Path, export: Path, precision: str, preload_threads: int | None = None
+    ) -> None:
+        """preload_threads: build the session of that many threads now, in the background.
+
+        onnxruntime releases the GIL while it loads a graph, so the session is ready by the
+        time the tokenizer (and, in `qa-bot ask`, the index and jieba) have loaded.
+        """
         folder, export = Path(folder), Path(export)
         layout = _read_layout(folder)
         meta = json.loads((export / _EXPORT_META).read_text(encoding="utf-8"))
@@ -403,11 +410,20 @@ class OnnxEncoder:
         self.max_length = layout["max_length"]
         self.hidden = int(meta["dimension"])
         self.pad_id = int(meta["pad_id"])
-        self.tokens = Tokens(folder / "tokenizer.json", self.max_length)
-        self._word = np.load(export / _WORD_TABLE, mmap_mode="r", allow_pickle=False)
         # One session per thread count (questions and batches may differ); built on first use.
         self._sessions: dict[int, object] = {}
         self._sessions_lock = threading.Lock()
+        if preload_threads is not None:
+            threading.Thread(target=self._preload, args=(preload_threads,), daemon=True,
+                             name="onnx-session-load").start()
+        self.tokens = Tokens(folder / "tokenizer.json", self.max_length)
+        self._word = np.load(export / _WORD_TABLE, mmap_mode="r", allow_pickle=False)
+
+    def _preload(self, threads: int) -> None:
+        try:
+            self.session(threads)
+        except runtime.GraphError as exc:  # raised again, to the caller, on first use
+            log.debug("preloading the session failed: %s", exc)
 
     @property
     def dimension(self) -> int:
