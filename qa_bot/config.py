@@ -31,7 +31,10 @@ class ModelSettings:
     passage_prompt: str = "passage: "
     batch_size: int = 32
     device: str = "cpu"
-    threads: int = 0  # torch intra-op threads; 0 = one per core
+    # Intra-op threads of onnxruntime (torch for the fallback). 0 = 1 per question (the bot
+    # answers users in parallel on answer_workers) and one per core for ingest batches.
+    threads: int = 0
+    precision: str = "fp32"  # "fp32" or "int8" (dynamic quantization); a change needs a rebuild
     cache_dir: str = "~/.cache/qa-bot/models"
 
 

@@ -18,7 +18,14 @@ import numpy as np
 from qa_bot.chunking import SentenceChunker
 from qa_bot.config import Settings
 from qa_bot.embedding import Embedder
-from qa_bot.index import IndexMismatch, IndexNotFound, IndexStore, Manifest, Snapshot
+from qa_bot.index import (
+    IndexMismatch,
+    IndexNotFound,
+    IndexStore,
+    Manifest,
+    Snapshot,
+    recorded_precision,
+)
 from qa_bot.lexical import LexicalIndex, LexicalTokenizer
 from qa_bot.parsing import InputError, load_file
 from qa_bot.parsing.loading import INPUT_SUFFIXES, expand_paths  # noqa: F401 (re-exported)
@@ -201,8 +208,10 @@ class Ingestor:
             "name": model.name,
             "query_prompt": model.query_prompt,
             "passage_prompt": model.passage_prompt,
+            "precision": model.precision,
         }
         recorded = {key: manifest.model.get(key) for key in expected}
+        recorded["precision"] = recorded_precision(manifest.model)
         chunker = self._chunker_settings()
         if recorded != expected or manifest.chunker != chunker:
             raise IndexMismatch(
@@ -386,6 +395,7 @@ class Ingestor:
                 "dimension": dimension,
                 "query_prompt": model.query_prompt,
                 "passage_prompt": model.passage_prompt,
+                "precision": model.precision,
             }
             issues = {}
         return Manifest(

@@ -18,7 +18,7 @@ from pathlib import Path
 from qa_bot.answer import DEFAULT_MODEL_PATH, Answerer, AnswerModel
 from qa_bot.config import Settings
 from qa_bot.embedding import Embedder, SentenceTransformerEmbedder
-from qa_bot.index import IndexMismatch, IndexStore, Snapshot
+from qa_bot.index import IndexMismatch, IndexStore, Snapshot, recorded_precision
 from qa_bot.lexical import LexicalTokenizer
 from qa_bot.question import search_text
 from qa_bot.records import Answer, Article
@@ -144,6 +144,10 @@ class QAService:
             model.query_prompt, model.passage_prompt
         ):
             problems.append("different query/passage prompts")
+        if recorded_precision(recorded) != model.precision:
+            problems.append(
+                f"precision {recorded_precision(recorded)} (config: {model.precision})"
+            )
         if not problems:
             self.embedder.warm_up()
             if recorded.get("fingerprint") != self.embedder.fingerprint():
