@@ -31,7 +31,14 @@ from typing import Protocol
 from qa_bot.chinese import sentence_spans, to_simplified
 from qa_bot.config import AnswerSettings
 from qa_bot.lexical import LexicalTokenizer
-from qa_bot.question import ArticleField, QuestionFrame, QuestionType, analyse, question_type
+from qa_bot.question import (
+    ArticleField,
+    QuestionFrame,
+    QuestionType,
+    analyse,
+    question_type,
+    search_text,
+)
 from qa_bot.records import Answer, AnswerSentence, Article, Hit
 from qa_bot.spans import ROLE_WORDS, anchor_length, person_spans, role_holders, typed_span
 from qa_bot.zones import ZoneTable, place_of
@@ -57,6 +64,8 @@ _ANCHOR_CAP = 8
 # A zone-list answer takes articles whose best window scores at least this share of the best.
 _LIST_SHARE = 0.8
 _MAX_LIST_ITEMS = 6
+# How much retrieval rank counts against title overlap when finding the article asked about.
+_TITLE_RANK_WEIGHT = 0.3
 
 DEFAULT_MODEL_PATH = Path(__file__).parent / "data" / "answer_model.json"
 FEATURES = ("coverage", "bigram", "typed_span", "anchor", "rank_prior", "length", "lead")
@@ -184,7 +193,8 @@ class Answerer:
             return Answer(question, None, hits, f"公报中没有关于{'、'.join(unknown)}的内容")
         frame = analyse(question)
         if frame.about_article is not None:
-            field_answer = self.article_field_answer(frame, hits[0], articles)
+            field_answer = self.article_field_answer(
+                frame, self.described_article(frame, hits), articles)
             if field_answer is not None:
                 return Answer(question, field_answer, hits)
         candidates = self.candidates(frame, hits, articles)
@@ -207,6 +217,21 @@ class Answerer:
         return Answer(question, sentence, hits, items=items)
 
     # -- questions about the article itself ---------------------------------------------------
+    def described_article(self, frame: QuestionFrame, hits: list[Hit]) -> Hit:
+        """The hit whose title and zone the question describes (长治大抓项目那篇 → 长治大抓项目
+        推进高质量发展): a question about an article names it by its headline, so among the
+        top articles the one whose title shares most of its words wins, rank breaking ties."""
+        asked = _bigrams(search_text(frame.text))
+        top_score = hits[0].score or 1.0
+        firsts: dict[str, Hit] = {}
+        for hit in hits:
+            firsts.setdefault(hit.chunk.article_id, hit)
+            if len(firsts) == _SENTENCES_FROM_HITS:
+                break
+        return max(firsts.values(), key=lambda hit: (
+            _overlap(asked, _bigrams(hit.chunk.zone + hit.chunk.title))
+            + _TITLE_RANK_WEIGHT * hit.score / top_score))
+
     def article_field_answer(
         self, frame: QuestionFrame, top: Hit, articles: dict[str, Article]
     ) -> AnswerSentence | None:

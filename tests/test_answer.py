@@ -203,3 +203,10 @@ def test_which_zones_is_answered_with_each_zone_cited(answerer):
     result = answer_over(local, "哪些开发区召开了项目建设调度会？", first, second, other)
     assert [item.chunk.zone for item in result.items] == ["侯马经济开发区", "临汾经济开发区"]
     assert result.sentence == result.items[0]
+
+
+def test_the_article_asked_about_is_the_one_whose_headline_the_question_names(answerer):
+    """Retrieval may rank another article of the same place first; the headline decides."""
+    result = answer_over(answerer, "康泰生物工作会谈那篇稿子是谁写的？", SIGNING, TALKS)
+    assert result.sentence.chunk.article_id == "j/2"
+    assert result.sentence.source == "outlet" or result.sentence.span_text == "文章来源：晋中日报"
