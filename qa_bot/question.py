@@ -20,6 +20,7 @@ class QuestionType(Enum):
     DATE = "date"
     PLACE = "place"
     REASON = "reason"  # 为什么 / 为了什么 / 目的
+    ORGANISATION = "organisation"  # 哪家公司 / 什么企业
     OTHER = "other"
 
 
@@ -50,6 +51,9 @@ _TYPE_CUES: list[tuple[QuestionType, re.Pattern]] = [
     (QuestionType.PLACE, re.compile(_alternatives(
         "哪里", "哪儿", "何处", "什么地方", "哪个(?:开发区|园区|县|市|区|省|城市|国家|地区|地方)",
         "哪些(?:开发区|园区|地方|地区|国家|城市)", "在哪", "去哪", "哪座", "哪国", "哪条路"))),
+    (QuestionType.ORGANISATION, re.compile(_alternatives(
+        "哪家(?:公司|企业|单位|集团|机构|银行)", "哪个(?:公司|企业|单位|集团|机构)",
+        "什么(?:公司|企业|集团)", "哪些(?:公司|企业|单位)"))),
     (QuestionType.REASON, re.compile(_alternatives(
         "为什么", "为啥", "为何", "什么目的", "目的是", "为了什么", "出于什么", "什么原因",
         "原因是", "想达到什么", "目标是什么", "什么目标", "图什么"))),

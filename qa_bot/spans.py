@@ -38,6 +38,9 @@ DATE_SPAN = re.compile(
 PLACE_SPAN = re.compile(
     r"[\u4e00-\u9fff]{2,8}?(?:经济技术开发区|经济开发区|开发区|经开区|高新区|园区|省|市|县|镇|村|州|国)"
 )
+ORGANISATION_SPAN = re.compile(
+    r"[\u4e00-\u9fffA-Za-z0-9（）()·]{2,30}?(?:股份有限公司|有限责任公司|有限公司|集团公司|集团|公司|研究院)"
+)
 # What follows a purpose or cause marker is the reason (为了…, 旨在…, 以…为目标).
 REASON_SPAN = re.compile(
     r"(?:为了|旨在|目的是|目标是|以便|以期|力争|争取|确保|推动|助推|由于|因为)"
@@ -88,12 +91,16 @@ def typed_span(
         return match.span(1) if match else None
     pattern = {
         QuestionType.NUMBER: NUMBER_SPAN, QuestionType.DATE: DATE_SPAN,
-        QuestionType.PLACE: PLACE_SPAN,
+        QuestionType.PLACE: PLACE_SPAN, QuestionType.ORGANISATION: ORGANISATION_SPAN,
     }.get(kind)
     if pattern is None:
         return None
+    # Matched on Simplified text (億元 is 亿元); OpenCC keeps CJK text the same length, so the
+    # offsets hold in the sentence as printed.
+    simplified = to_simplified(sentence)
+    text = simplified if len(simplified) == len(sentence) else sentence
     # What the question already says is not the answer (第19次 asked as 第19次会议).
-    spans = [m.span() for m in pattern.finditer(sentence) if m.group() not in question]
+    spans = [m.span() for m in pattern.finditer(text) if m.group() not in question]
     if not spans:
         return None
     if kind is QuestionType.DATE:
