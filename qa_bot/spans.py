@@ -38,8 +38,10 @@ DATE_SPAN = re.compile(
 PLACE_SPAN = re.compile(
     r"[\u4e00-\u9fff]{2,8}?(?:经济技术开发区|经济开发区|开发区|经开区|高新区|园区|省|市|县|镇|村|州|国)"
 )
+# A company name: no function word inside (管委会与|包头市…有限公司 starts after 与).
 ORGANISATION_SPAN = re.compile(
-    r"[\u4e00-\u9fffA-Za-z0-9（）()·]{2,30}?(?:股份有限公司|有限责任公司|有限公司|集团公司|集团|公司|研究院)"
+    r"(?:(?![与和同跟向由及在为对将被把的是])[\u4e00-\u9fffA-Za-z0-9（）()·]){2,30}?"
+    r"(?:股份有限公司|有限责任公司|有限公司|集团公司|集团|公司|研究院)"
 )
 # What follows a purpose or cause marker is the reason (为了…, 旨在…, 以…为目标).
 REASON_SPAN = re.compile(

@@ -210,3 +210,13 @@ def test_the_article_asked_about_is_the_one_whose_headline_the_question_names(an
     result = answer_over(answerer, "康泰生物工作会谈那篇稿子是谁写的？", SIGNING, TALKS)
     assert result.sentence.chunk.article_id == "j/2"
     assert result.sentence.span_text == "文章来源：晋中日报"  # an organisation, as printed
+
+
+def test_a_company_question_marks_the_company_and_traditional_sums_keep_their_unit(answerer):
+    text = ("本刊讯 該項目位於相山經濟開發區，固定資產投資6億元。"
+            "会上，开发区管委会与包头市一禾稀土铝业科技材料有限公司签约。")
+    article = Article("t/1", "t", "泰屹智能製造產業園項目加緊施工", zone="相山經濟開發區",
+                      text=text)
+    company = answer_over(answerer, "开发区管委会和哪家公司签了约？", article)
+    assert company.sentence.span_text == "包头市一禾稀土铝业科技材料有限公司"
+    assert answer_over(answerer, "该项目固定资产投资多少？", article).sentence.span_text == "6億元"
