@@ -28,7 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "or QA_BOT_INDEX_DIR)")
     parser.add_argument("--config", type=Path, help="settings file (default: config/qa-bot.toml)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # The same options after the command (`qa-bot ingest corpus/ --index-dir D`): SUPPRESS keeps
+    # a value given before the command unless the command repeats it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--index-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
+    commands = _WithCommonOptions(
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), common)
 
     ingest = commands.add_parser(
         "ingest", help="add or update issues (.txt/.md, .pdf, .docx, .html, .jsonl)")
@@ -95,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # -- Telegram feedback (qa_bot/telegram/feedback.py) --
     feedback = commands.add_parser("feedback", help="the Telegram bot's 👍/👎 feedback")
-    feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True,
-                                                metavar="ACTION")
+    feedback_commands = _WithCommonOptions(feedback.add_subparsers(
+        dest="feedback_command", required=True, metavar="ACTION"), common)
     export = feedback_commands.add_parser(
         "export", help="👍 rows as eval rows (qa-bot eval FILE); 👎 rows to --review")
     export.add_argument("--out", type=Path, help="eval rows (JSONL; default: stdout)")
@@ -106,6 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="feedback file (default: [telegram] feedback_path)")
     export.set_defaults(handler=cmd_feedback_export)
     return parser
+
+
+class _WithCommonOptions:
+    """Subcommand parsers that also accept the global options (after the command name)."""
+
+    def __init__(self, subparsers, common: argparse.ArgumentParser) -> None:
+        self.subparsers = subparsers
+        self.common = common
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        return self.subparsers.add_parser(name, parents=[self.common], **kwargs)
 
 
 def _add_answer_options(parser: argparse.ArgumentParser) -> None:
@@ -252,7 +271,8 @@ def cmd_ask(args, settings: Settings) -> int:
     if args.json:
         print(answer_json(answer))
     else:
-        print(answer_text(answer, color=sys.stdout.isatty()))
+        print(answer_text(answer, color=sys.stdout.isatty(),
+                          passage_min_ratio=settings.answer.passage_min_ratio))
     return EXIT_OK
 
 
@@ -308,9 +328,14 @@ def cmd_train_answer(args, settings: Settings) -> int:
 
 
 def cmd_bot(args, settings: Settings) -> int:
+    from qa_bot.telegram.app import TelegramUnreachable
     from qa_bot.telegram_bot import run_bot
 
-    return run_bot(settings)
+    try:
+        return run_bot(settings)
+    except TelegramUnreachable as exc:
+        print(f"qa-bot: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def cmd_feedback_export(args, settings: Settings) -> int:

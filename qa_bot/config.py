@@ -74,6 +74,15 @@ class AnswerSettings:
     max_sentence_chars: int = 160
     # Confidence kept when the answer comes from another zone than the one the question names.
     other_zone_factor: float = 0.5
+    passage_min_ratio: float = 0.4  # passages shown under an answer score ≥ this × the first
+
+
+@dataclass(frozen=True)
+class ConversationSettings:
+    """Follow-up questions (qa_bot/conversation.py)."""
+
+    idle_seconds: float = 1800.0  # a conversation is forgotten after this long without a message
+    max_conversations: int = 10_000  # kept in memory; the least recently used dropped first
 
 
 @dataclass(frozen=True)
@@ -112,6 +121,7 @@ class Settings:
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    conversation: ConversationSettings = field(default_factory=ConversationSettings)
 
     @property
     def index_path(self) -> Path:

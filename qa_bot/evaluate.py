@@ -382,6 +382,8 @@ def run_eval_command(args, settings: Settings) -> int:
     from qa_bot.ingest import Ingestor
     from qa_bot.service import QAService
 
+    if args.questions.is_file() and is_conversation_file(args.questions):
+        return run_conversation_eval(args, settings)
     try:
         questions, problems = read_questions(args.questions)
     except OSError as exc:
@@ -425,4 +427,122 @@ def run_eval_command(args, settings: Settings) -> int:
         skipped = f" ({len(problems)} bad rows skipped)" if problems else ""
         print(f"{args.questions}: {len(questions)} questions{skipped}")
         print(format_table(results))
+    return 0
+
+
+# -- conversations (issue 13) ----------------------------------------------------------------------
+# Rows {"turns": [{"question", "title" | "passage_id", "answers"}, …]}: every turn is asked in
+# one conversation, in order; first turns and follow-ups are scored separately, and the
+# follow-ups once more asked alone (what they get without a conversation).
+def is_conversation_file(path: Path) -> bool:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    return isinstance(json.loads(line).get("turns"), list)
+                except (ValueError, AttributeError):
+                    return False
+    return False
+
+
+def load_conversations(path: Path) -> list[list[Question]]:
+    conversations = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                turns = json.loads(line)["turns"]
+                conversation = [_turn_question(turn, line_number) for turn in turns]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise EvalDataError(
+                    f"{path}:{line_number}: not a conversation row {{\"turns\": [...]}} ({exc})"
+                ) from exc
+            if conversation:
+                conversations.append(conversation)
+    if not conversations:
+        raise EvalDataError(f"{path}: no conversations")
+    return conversations
+
+
+def _turn_question(turn: dict, line_number: int) -> Question:
+    answers = turn.get("answers")
+    ids = {str(turn["passage_id"])} if turn.get("passage_id") else set()
+    return Question(
+        text=turn["question"],
+        gold_ids=frozenset(ids),
+        gold_title=normalise_title(turn["title"]) if turn.get("title") else None,
+        answers=None if answers is None else tuple(a for a in answers if a),
+        line=line_number,
+    )
+
+
+def evaluate_conversations(service, conversations: list[list[Question]], retriever: str) -> dict:
+    """Scores of first turns, follow-ups, and follow-ups asked alone; conversation memory."""
+    from qa_bot.conversation import Conversation
+
+    first, followup, alone = (Scores(retriever) for _ in range(3))
+    footprints = []
+    service.answer(conversations[0][0].text, k=DEPTH, mode=retriever)  # warm caches
+    for turns in conversations:
+        conversation = Conversation(idle_seconds=0)
+        for number, question in enumerate(turns):
+            started = time.perf_counter()
+            answer = service.answer(question.text, k=DEPTH, mode=retriever,
+                                    conversation=conversation)
+            elapsed = (time.perf_counter() - started) * 1000
+            scores = first if number == 0 else followup
+            scores.latencies_ms.append(elapsed)
+            score_answer(question, answer, scores)
+            if number:
+                log.info("follow-up %r understood as %r", question.text, answer.understood_as)
+                started = time.perf_counter()
+                answer = service.answer(question.text, k=DEPTH, mode=retriever)
+                alone.latencies_ms.append((time.perf_counter() - started) * 1000)
+                score_answer(question, answer, alone)
+        footprints.append(conversation.footprint_bytes())
+    return {
+        "first_turn": first.as_dict(),
+        "followup": followup.as_dict(),
+        "followup_alone": alone.as_dict(),
+        "conversation_bytes_max": max(footprints),
+    }
+
+
+def run_conversation_eval(args, settings: Settings) -> int:
+    """`qa-bot eval` on a file of conversation rows."""
+    from qa_bot.embedding import SentenceTransformerEmbedder
+    from qa_bot.index import IndexStore
+    from qa_bot.ingest import Ingestor
+    from qa_bot.service import QAService
+
+    try:
+        conversations = load_conversations(args.questions)
+    except (OSError, EvalDataError) as exc:
+        print(f"qa-bot: error: {exc}", file=sys.stderr)
+        return 2
+    if args.limit:
+        conversations = conversations[: args.limit]
+    embedder = SentenceTransformerEmbedder(settings.model, show_progress=not args.json)
+    with tempfile.TemporaryDirectory(prefix="qa-bot-eval-") as scratch:
+        if args.corpus and not args.index_dir:
+            settings = replace(settings, index_dir=scratch)
+        store = IndexStore(settings.index_path)
+        if args.corpus:
+            report = Ingestor(settings, embedder, store, show_progress=not args.json).ingest(
+                args.corpus)
+            print(report.summary(), file=sys.stderr)
+        service = QAService(settings, embedder=embedder, store=store)
+        service.warm_up()
+        modes = ["hybrid", "dense", "bm25"] if args.retriever == "all" else [args.retriever]
+        results = [evaluate_conversations(service, conversations, mode) for mode in modes]
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results, ensure_ascii=False))
+        return 0
+    turns = sum(len(c) for c in conversations)
+    print(f"{args.questions}: {len(conversations)} conversations, {turns} turns")
+    for part in ("first_turn", "followup", "followup_alone"):
+        print(f"\n{part}:")
+        print(format_table([result[part] for result in results]))
+    print(f"\nlargest conversation state: {max(r['conversation_bytes_max'] for r in results)} B")
     return 0

@@ -145,6 +145,10 @@ class Answer:
     # A list question answered across articles (哪些开发区…): one cited sentence per item,
     # the first being `sentence`.
     items: list[AnswerSentence] = field(default_factory=list)
+    # Added for conversations (qa_bot/conversation.py): how a follow-up was read ("" for a
+    # question read as asked), and the articles listed when the message asked to browse.
+    understood_as: str = ""
+    browse: tuple[Article, ...] = ()
 
     @property
     def declined(self) -> bool:
@@ -169,6 +173,12 @@ class Answer:
                     "article_id": hit.chunk.article_id,
                 }
                 for rank, hit in enumerate(self.passages, start=1)
+            ],
+            "understood_as": self.understood_as or None,
+            "browse": [
+                {"zone": a.zone, "title": a.title, "byline": a.byline, "issue": a.issue,
+                 "article_id": a.article_id}
+                for a in self.browse
             ],
         }
 
