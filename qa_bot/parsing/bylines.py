@@ -71,9 +71,9 @@ _COMPOUND_SURNAMES = wordset(
 # What may end the sentence before a byline in brackets or after a space.
 _SENTENCE_END = frozenset("。！？；…!?;”’」』）)】")
 _OPENERS, _CLOSERS = "（(〔【", "）)〕】"
-# 本刊讯 （记者 张三） … / 本刊讯 见习记者徐王俊报道：…
+# 本刊讯 （记者 张三） … / 本刊讯 见习记者徐王俊报道：… / 新华社太原6月1日电（记者 张三）…
 _LEAD_BYLINE_RE = re.compile(
-    r"^(本[刊报報][讯訊]|[^\s，。：:；（()）]{2,24}?[电電])[ \t\u3000]*"  # 本刊讯 / 新华社太原6月1日电
+    r"^(本[刊报報][讯訊]|[^\s，。：:；（()）]{2,24}?[电電])[ \t\u3000]*"
     r"(?:[（(]([^（()）]{1,40})[）)]"
     r"|([^，。：:；（(]{2,40}?(?:报道|報道|摄|攝|电|電))[：:，, \t\u3000])"
     r"[ \t\u3000]*"
