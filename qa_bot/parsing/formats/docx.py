@@ -18,7 +18,6 @@ MAX_DOCX_BYTES = 50 * 1024 * 1024
 MAX_UNPACKED_BYTES = 200 * 1024 * 1024
 MAX_RATIO = 200  # uncompressed / compressed size of one member; XML seldom passes 30
 _HEADING_RE = re.compile(r"^(?:heading|标题)\s*(\d)$", re.IGNORECASE)
-_SUPERSCRIPT = str.maketrans("0123456789+-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻")
 _TEXT_HINT = "or save the issue from Word as plain text (UTF-8) and ingest that file"
 
 
@@ -27,16 +26,10 @@ def docx_to_bulletin(path: Path) -> tuple[str, list[SourceProblem]]:
     source = str(path)
     _check_container(path, source)
     import docx
-    from docx.opc.exceptions import PackageNotFoundError
 
     try:
         document = docx.Document(str(path))
-    except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise InputError(
-            SourceProblem(source, 0, f"damaged .docx ({type(exc).__name__}): re-save it, "
-                          + _TEXT_HINT)
-        ) from exc
-    except Exception as exc:  # lxml raises its own kinds on broken XML
+    except Exception as exc:  # python-docx, lxml and zipfile each raise their own kinds
         raise InputError(
             SourceProblem(source, 0, f"damaged .docx ({type(exc).__name__}): re-save it, "
                           + _TEXT_HINT)
@@ -53,12 +46,13 @@ def docx_to_bulletin(path: Path) -> tuple[str, list[SourceProblem]]:
 
 
 def _paragraph_text(paragraph) -> str:
-    """The paragraph's text, superscript digits kept as such (m² as the plain text has it)."""
+    """The paragraph's text, superscript runs marked up as the plain-text issue has them
+    (m<sup>2</sup>; the bulletin parser turns it into m²)."""
     parts = []
     for item in paragraph.iter_inner_content():  # runs and hyperlinks, in order
         text = item.text
         if getattr(getattr(item, "font", None), "superscript", False):
-            text = text.translate(_SUPERSCRIPT)
+            text = f"<sup>{text}</sup>"
         parts.append(text)
     return "".join(parts)
 

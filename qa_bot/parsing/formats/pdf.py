@@ -31,7 +31,6 @@ _LOG = logging.getLogger(__name__)
 
 MAX_PDF_BYTES = 200 * 1024 * 1024
 _PAGE_NUMBER_RE = re.compile(r"^[-—–－·\s]*(?:第\s*)?\d{1,4}\s*(?:页|/\s*\d{1,4})?[-—–－·\s]*$")
-_SUPERSCRIPT = str.maketrans("0123456789+-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻")
 _EDGE_SHARE = 0.1  # the top and bottom tenth of a page is where running heads and feet live
 _TEXT_HINT = "or export the issue from the layout program as text (UTF-8) and ingest that file"
 
@@ -150,7 +149,13 @@ def _segment(page: int, run: list[dict]) -> _Segment:
     for char in run:
         text = char["text"]
         if char["size"] < 0.8 * body and char["bottom"] < baseline - 0.15 * body:
-            text = text.translate(_SUPERSCRIPT)  # m<sup>2</sup> set as a small raised 2
+            # A small raised character: marked up as the plain-text issue has it (m<sup>2</sup>),
+            # the bulletin parser turns it into m².
+            if parts and parts[-1].endswith("</sup>"):
+                parts[-1] = parts[-1].removesuffix("</sup>")
+                text += "</sup>"
+            else:
+                text = f"<sup>{text}</sup>"
         elif previous is not None and text != " " and parts and parts[-1] != " " and (
             char["x0"] - previous["x1"] > 0.25 * body
         ):
