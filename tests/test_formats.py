@@ -101,6 +101,23 @@ def test_docx_heading_styles_are_titles(tmp_path):
     assert problems == []
 
 
+def test_docx_layout_tables_are_read_cell_by_cell(tmp_path):
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("侯马经济开发区")
+    document.add_heading("召开项目建设调度会", level=2)
+    table = document.add_table(rows=2, cols=2)
+    merged = table.cell(0, 0).merge(table.cell(0, 1))  # listed twice by python-docx
+    merged.paragraphs[0].text = "本刊讯 6月12日，开发区召开调度会。"
+    table.cell(1, 0).paragraphs[0].text = "会议要求抓落实。"
+    table.cell(1, 1).paragraphs[0].text = "（贺玉斌）"
+    document.save(str(tmp_path / "tables.docx"))
+    (article,), _ = load_file(tmp_path / "tables.docx")
+    assert (article.byline, article.paragraphs) == (
+        "贺玉斌", ["本刊讯 6月12日，开发区召开调度会。", "会议要求抓落实。"])
+
+
 WECHAT_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8">
 <title>开发区动态 - 某某开发区网</title>
 <meta property="og:title" content="侯马经济开发区召开项目调度会">

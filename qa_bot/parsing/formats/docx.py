@@ -35,7 +35,7 @@ def docx_to_bulletin(path: Path) -> tuple[str, list[SourceProblem]]:
                           + _TEXT_HINT)
         ) from exc
     blocks: list[str] = []
-    for paragraph in document.paragraphs:
+    for paragraph in _paragraphs(document):
         text = _paragraph_text(paragraph).strip()
         if not text:
             continue
@@ -43,6 +43,23 @@ def docx_to_bulletin(path: Path) -> tuple[str, list[SourceProblem]]:
     if not blocks:
         raise InputError(SourceProblem(source, 0, "the .docx holds no text; " + _TEXT_HINT))
     return "\n\n".join(blocks) + "\n", []
+
+
+def _paragraphs(document):
+    """Body paragraphs in order, those inside layout tables included (each cell once)."""
+    from docx.table import Table
+
+    for item in document.iter_inner_content():
+        if not isinstance(item, Table):
+            yield item
+            continue
+        seen = set()
+        for row in item.rows:
+            for cell in row.cells:
+                if cell._tc in seen:  # a merged cell is listed once per grid column
+                    continue
+                seen.add(cell._tc)
+                yield from cell.paragraphs
 
 
 def _paragraph_text(paragraph) -> str:

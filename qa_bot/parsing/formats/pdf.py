@@ -66,6 +66,16 @@ def pdf_to_bulletin(path: Path) -> tuple[str, list[SourceProblem]]:
                 + _TEXT_HINT,
             )
         )
+    unmapped = sum(s.text.count("(cid:") for page in pages for s in page)
+    if unmapped > 0.1 * sum(len(s.text) for page in pages for s in page) / 6:
+        raise InputError(
+            SourceProblem(
+                source,
+                0,
+                "the PDF's fonts do not say which characters they draw (no ToUnicode map): "
+                "re-export it with fonts embedded as Unicode, " + _TEXT_HINT,
+            )
+        )
     _drop_running_heads(pages)
     body_size = Counter(round(s.size, 1) for page in pages for s in page).most_common(1)[0][0]
     ordered = [s for page in pages for s in _reading_order(page)]
