@@ -46,6 +46,9 @@ _ONE_HAN_RE = re.compile(f"[{HAN}]")
 # Outlets and offices: 本报, 本刊, …日报, …网, …融媒, …台办, …中心.
 _OUTLET_START = ("本报", "本刊", "本台", "本网")
 _OUTLET_END = (*"报网社台媒办局委会站部处所院室组队科", "中心", "新闻", "传媒", "融媒")
+# A newspaper, site or station: on a line of its own, a source credit even without brackets
+# (晋中日报), where an office (晋中市商务局) may be a section line.
+_PRESS_END = ("报", "网", "社", "台", "融媒", "新闻", "传媒", "频道", "客户端", "公众号")
 # Words that look like names by shape but are not people.
 _NOT_NAMES = wordset(
     "试行 暂行 草案 修订 修订稿 修正 征求意见稿 节选 摘编 摘要 原创 转载 来源 稿源 资料 "
@@ -207,12 +210,22 @@ def _convincing(byline: Byline | None) -> bool:
 
 
 def is_whole_byline(line: str) -> bool:
-    """A line that is nothing but a byline: （王波）, 撰稿：冯慧媛, 本报记者 张三 李四."""
+    """A line that is nothing but a byline: （王波）, 撰稿：冯慧媛, 本报记者 张三 李四, 晋中日报."""
+    return is_credit_line(line) or _convincing(parse_byline(line.strip()))
+
+
+def is_credit_line(line: str) -> bool:
+    """A byline line that no section line can be: in brackets, with a role word, or a press
+    outlet — unlike a bare name, which may also be a place (吕梁)."""
     text = line.strip()
     byline = parse_byline(text)
+    if byline is None:
+        return False
     if text[:1] in _OPENERS and text[-1:] in _CLOSERS:
-        return byline is not None
-    return _convincing(byline)
+        return True
+    return byline.credited or (
+        not byline.names and shadow(byline.printed).endswith(_PRESS_END)
+    )
 
 
 def _trailing_bracket_byline(para: str, is_last: bool) -> tuple[str, Byline] | None:
