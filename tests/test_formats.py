@@ -9,6 +9,7 @@ chunk with the plain-text parse. Refusals: one line naming the file and what to 
 from __future__ import annotations
 
 import io
+import itertools
 import shutil
 import zipfile
 from pathlib import Path
@@ -77,6 +78,26 @@ def test_two_column_pdf_drops_running_heads_and_rejoins_a_paragraph_across_pages
     paragraph = next(p for a in articles for p in a.paragraphs if last_body_line in p)
     assert not paragraph.endswith(last_body_line)
     assert [p.message for p in problems] == [p.message for p in load_file(SEED)[1]]
+
+
+def _section_lines_as_headings(text: str) -> str:
+    """The issue with each section line (a short line right above a title) set as a heading."""
+    lines = text.splitlines()
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    for here, after in itertools.pairwise(filled):
+        line = lines[here].strip()
+        if lines[after].startswith("#") and not line.startswith("#") and len(line) <= 20:
+            lines[here] = "### " + line
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("kind", ["pdf", "docx", "html"])
+def test_section_lines_set_as_headings_are_still_section_lines(tmp_path, kind):
+    """Layouts often set the zone above a title as a small heading (a kicker)."""
+    text = _section_lines_as_headings(SEED.read_text(encoding="utf-8"))
+    assert text.count("### ") == 8 + 3  # the seed's 8 section lines and its 3 headings
+    articles, _ = load_file(render(kind, text, tmp_path / SEED.stem))
+    assert article_view(articles) == article_view(load_file(SEED)[0])
 
 
 def test_docx_heading_styles_are_titles(tmp_path):

@@ -10,6 +10,7 @@ import re
 import zipfile
 from pathlib import Path
 
+from qa_bot.parsing.formats import kickers_as_lines
 from qa_bot.parsing.reading import InputError
 from qa_bot.records import SourceProblem
 
@@ -42,7 +43,7 @@ def docx_to_bulletin(path: Path) -> tuple[str, list[SourceProblem]]:
         blocks.append(_mark(paragraph.style.name if paragraph.style is not None else "") + text)
     if not blocks:
         raise InputError(SourceProblem(source, 0, "the .docx holds no text; " + _TEXT_HINT))
-    return "\n\n".join(blocks) + "\n", []
+    return "\n\n".join(kickers_as_lines(blocks)) + "\n", []
 
 
 def _paragraphs(document):

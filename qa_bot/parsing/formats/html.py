@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from qa_bot.parsing.bulletin import parse_bulletin
+from qa_bot.parsing.formats import kickers_as_lines
 from qa_bot.parsing.reading import InputError, decode
 from qa_bot.records import Article, SourceProblem
 
@@ -57,7 +58,8 @@ def html_to_bulletin(path: Path) -> tuple[list[Article], list[SourceProblem]]:
             raise InputError(SourceProblem(source, 0, "the page has no title or heading; "
                                            + _SAVE_HINT))
         blocks.insert(0, "## " + page_title)
-    articles, more = parse_bulletin("\n\n".join(blocks) + "\n", path.stem, source)
+    text = "\n\n".join(kickers_as_lines(blocks)) + "\n"
+    articles, more = parse_bulletin(text, path.stem, source)
     if len(articles) == 1:
         article = articles[0]
         if not article.byline and author:

@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from qa_bot.parsing.formats import kickers_as_lines
 from qa_bot.parsing.reading import InputError
 from qa_bot.records import SourceProblem
 
@@ -252,7 +253,7 @@ def _to_text(segments: list[_Segment], body_size: float) -> str:
         lines.append(segment.text)
         ended = bool(mark) or segment.x1 < right - 1.5 * segment.size
     flush()
-    return "\n\n".join(blocks) + "\n"
+    return "\n\n".join(kickers_as_lines(blocks)) + "\n"
 
 
 def _column_edges(
