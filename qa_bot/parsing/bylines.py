@@ -138,8 +138,8 @@ def parse_byline(text: str) -> Byline | None:
 def _pieces(token: str) -> list[tuple[str, str]]:
     """Split a token at role words into ("role", 记者), ("outlet", 本报) and ("text", 黄浩源).
 
-    A piece glued before a role that closes a credit is a name; glued before one that opens
-    a credit (记者, 通讯员), it is the outlet the person works for.
+    A piece glued before a role that closes a credit stays text (a name: 黄浩源报道); glued
+    before one that opens a credit (本报记者, 临淄融媒记者), it is the outlet the person works for.
     """
     token_shadow = shadow(token)
     if token_shadow in _ROLES:
@@ -168,14 +168,14 @@ def _pieces(token: str) -> list[tuple[str, str]]:
         found.append(("text", token[start:]))
     pieces: list[tuple[str, str]] = []
     for index, (kind, piece) in enumerate(found):
-        following = found[index + 1] if index + 1 < len(found) else None
-        if kind == "text" and following is not None:
-            closing = shadow(following[1]) in _CLOSING_ROLES and _valid_name(piece)
-            kind = "name" if closing else "outlet"
+        following = found[index + 1][1] if index + 1 < len(found) else ""
+        if kind == "text" and following:  # glued to the role after it
+            closing = shadow(following) in _CLOSING_ROLES and _valid_name(piece)
+            kind = "text" if closing else "outlet"
         elif kind == "text" and shadow(piece).startswith(_OUTLET_START):
             kind = "outlet"
         pieces.append((kind, piece))
-    return [("text", p) if k == "name" else (k, p) for k, p in pieces]
+    return pieces
 
 
 def _valid_name(piece: str) -> bool:
