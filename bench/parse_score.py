@@ -1,6 +1,6 @@
 """Zone and byline names of each article, parsed vs. the issue set's sources (a dev check).
 
-    python -m bench.parse_score /work/shared/eval/issues
+    python -m bench.parse_score /work/shared/eval/issues [--formats]
 
 Reads issue_*.md and sources.jsonl of an evaluation issue set (never shipped with the product),
 parses each issue as `qa-bot ingest` would, and counts the articles whose zone and byline names
@@ -53,11 +53,47 @@ def section_lines(readme: Path) -> dict[tuple[str, int], str]:
     return lines
 
 
+def compare_formats(paths: list[Path]) -> None:
+    import tempfile
+    import time
+
+    from tests.format_fixtures import render_docx, render_html, render_pdf
+
+    renderers = {
+        "pdf": lambda text, out: render_pdf(text, out.with_suffix(".pdf")),
+        "pdf 2 columns": lambda text, out: render_pdf(text, out.with_suffix(".pdf"), columns=2),
+        "docx": lambda text, out: render_docx(text, out.with_suffix(".docx")),
+        "html": lambda text, out: render_html(text, out.with_suffix(".html")),
+    }
+
+    def view(articles):
+        return [(a.article_id, a.title, a.zone, a.byline, a.byline_names, a.text)
+                for a in articles]
+
+    with tempfile.TemporaryDirectory() as scratch:
+        for kind, render in renderers.items():
+            same, seconds = 0, 0.0
+            for path in paths:
+                folder = Path(scratch) / kind.replace(" ", "-")
+                folder.mkdir(exist_ok=True)
+                rendered = render(path.read_text(encoding="utf-8"), folder / path.stem)
+                started = time.perf_counter()
+                articles, _ = load_file(rendered)
+                seconds += time.perf_counter() - started
+                same += view(articles) == view(load_file(path)[0])
+            print(f"{kind}: {same}/{len(paths)} issues give the text's articles; "
+                  f"parse {seconds:.2f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="folder with issue_*.md and sources.jsonl")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every miss")
+    parser.add_argument("--formats", action="store_true",
+                        help="also compare PDF/DOCX/HTML renderings with the text parse")
     args = parser.parse_args(argv)
+    if args.formats:
+        compare_formats(sorted(args.folder.glob("issue_*.md")))
     sources = [json.loads(line) for line in (args.folder / "sources.jsonl").open(encoding="utf-8")]
     sections = section_lines(args.folder / "README.md")
     parsed = {}

@@ -27,8 +27,7 @@ from qa_bot.index import (
     recorded_precision,
 )
 from qa_bot.lexical import LexicalIndex, LexicalTokenizer
-from qa_bot.parsing import InputError, load_file
-from qa_bot.parsing.loading import INPUT_SUFFIXES, expand_paths  # noqa: F401 (re-exported)
+from qa_bot.parsing import INPUT_SUFFIXES, InputError, expand_paths, load_file  # noqa: F401
 from qa_bot.records import Article, Chunk, SourceProblem
 from qa_bot.zones import ZoneTable
 

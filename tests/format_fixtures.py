@@ -81,24 +81,21 @@ def render_pdf(text: str, path: Path, columns: int = 1, header: str = "山西开
                 x += pdfmetrics.stringWidth(run, font, piece_size)
 
     def wrap(line: str, size: float, indent: float) -> list[list[tuple[str, bool]]]:
-        pieces = [(p, i % 2 == 1) for i, p in enumerate(_SUP_RE.split(line)) if p]
+        """Rows of (text, raised) pieces that fit the column. A line never breaks next to a
+        space (a typesetter would drop it, and with it the space of `。 吕平` or `国家级 三个`)."""
+        chars = [(c, i % 2 == 1) for i, p in enumerate(_SUP_RE.split(line)) for c in p]
         rows: list[list[tuple[str, bool]]] = [[]]
         used, limit = indent, column_width
-        for piece, raised in pieces:
-            piece_size = size * 0.6 if raised else size
-            for char in piece:
-                font = "Helvetica" if char == "·" else FONT
-                char_width = pdfmetrics.stringWidth(char, font, piece_size)
-                if used + char_width > limit:
-                    rows.append([])
-                    used = 0.0
-                row = rows[-1]
-                if row and row[-1][1] == raised:
-                    row[-1] = (row[-1][0] + char, raised)
-                else:
-                    row.append((char, raised))
-                used += char_width
-        return rows
+        for char, raised in chars:
+            char_width = _width(char, size * 0.6 if raised else size)
+            row = rows[-1]
+            if used + char_width > limit and row:
+                carried = _carry_over(row, char)
+                rows.append(carried)
+                used = sum(_width(c, size * 0.6 if r else size) for c, r in carried)
+            rows[-1].append((char, raised))
+            used += char_width
+        return [_pieces(row) for row in rows if row]
 
     start_page()
     for kind, line in blocks(text):
@@ -110,6 +107,35 @@ def render_pdf(text: str, path: Path, columns: int = 1, header: str = "山西开
             draw_line(row, size, indent if number == 0 else 0.0)
     pdf.save()
     return path
+
+
+def _carry_over(row: list[tuple[str, bool]], next_char: str) -> list[tuple[str, bool]]:
+    """Characters moved from the end of a full row to the next one, so that the break is not
+    next to a space."""
+    carried: list[tuple[str, bool]] = []
+    while row and len(carried) < 8:
+        first_next = carried[0][0] if carried else next_char
+        if row[-1][0] != " " and first_next != " ":
+            break
+        carried.insert(0, row.pop())
+    return carried
+
+
+def _width(char: str, size: float) -> float:
+    from reportlab.pdfbase import pdfmetrics
+
+    return pdfmetrics.stringWidth(char, "Helvetica" if char == "·" else FONT, size)
+
+
+def _pieces(row: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """Runs of characters with the same raise, as drawString wants them."""
+    pieces: list[tuple[str, bool]] = []
+    for char, raised in row:
+        if pieces and pieces[-1][1] == raised:
+            pieces[-1] = (pieces[-1][0] + char, raised)
+        else:
+            pieces.append((char, raised))
+    return pieces
 
 
 def render_docx(text: str, path: Path) -> Path:

@@ -9,6 +9,7 @@ chunk with the plain-text parse. Refusals: one line naming the file and what to 
 from __future__ import annotations
 
 import io
+import itertools
 import shutil
 import zipfile
 from pathlib import Path
@@ -79,6 +80,26 @@ def test_two_column_pdf_drops_running_heads_and_rejoins_a_paragraph_across_pages
     assert [p.message for p in problems] == [p.message for p in load_file(SEED)[1]]
 
 
+def _section_lines_as_headings(text: str) -> str:
+    """The issue with each section line (a short line right above a title) set as a heading."""
+    lines = text.splitlines()
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    for here, after in itertools.pairwise(filled):
+        line = lines[here].strip()
+        if lines[after].startswith("#") and not line.startswith("#") and len(line) <= 20:
+            lines[here] = "### " + line
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("kind", ["pdf", "docx", "html"])
+def test_section_lines_set_as_headings_are_still_section_lines(tmp_path, kind):
+    """Layouts often set the zone above a title as a small heading (a kicker)."""
+    text = _section_lines_as_headings(SEED.read_text(encoding="utf-8"))
+    assert text.count("### ") == 8 + 3  # the seed's 8 section lines and its 3 headings
+    articles, _ = load_file(render(kind, text, tmp_path / SEED.stem))
+    assert article_view(articles) == article_view(load_file(SEED)[0])
+
+
 def test_docx_heading_styles_are_titles(tmp_path):
     import docx
 
@@ -99,6 +120,23 @@ def test_docx_heading_styles_are_titles(tmp_path):
          ["一、精心组织", "本刊讯 近日，文水经济开发区开展安全生产专项行动。"]),
     ]
     assert problems == []
+
+
+def test_docx_layout_tables_are_read_cell_by_cell(tmp_path):
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("侯马经济开发区")
+    document.add_heading("召开项目建设调度会", level=2)
+    table = document.add_table(rows=2, cols=2)
+    merged = table.cell(0, 0).merge(table.cell(0, 1))  # listed twice by python-docx
+    merged.paragraphs[0].text = "本刊讯 6月12日，开发区召开调度会。"
+    table.cell(1, 0).paragraphs[0].text = "会议要求抓落实。"
+    table.cell(1, 1).paragraphs[0].text = "（贺玉斌）"
+    document.save(str(tmp_path / "tables.docx"))
+    (article,), _ = load_file(tmp_path / "tables.docx")
+    assert (article.byline, article.paragraphs) == (
+        "贺玉斌", ["本刊讯 6月12日，开发区召开调度会。", "会议要求抓落实。"])
 
 
 WECHAT_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8">

@@ -327,6 +327,21 @@ def test_byline_line_directly_before_next_title_is_not_a_zone():
     ]
 
 
+def test_an_outlet_on_its_own_line_is_a_byline_never_the_next_zone():
+    """晋中日报 names a place too, but a newspaper is no section line; an office may be one."""
+    text = (
+        "晋中市\n\n## 第一篇\n\n本刊讯 晋中集中签约17个项目。\n\n晋中日报\n\n"
+        "## 第二篇\n\n本刊讯 榆次区召开会议。（王波）\n\n"
+        "晋中市商务局\n\n## 第三篇\n\n本刊讯 商务局召开会议。（李四）\n"
+    )
+    articles, _ = parse_bulletin(text, "x")
+    assert [(a.zone, a.byline, a.paragraphs) for a in articles] == [
+        ("晋中市", "晋中日报", ["本刊讯 晋中集中签约17个项目。"]),
+        ("晋中市", "王波", ["本刊讯 榆次区召开会议。"]),
+        ("晋中市", "李四", ["本刊讯 商务局召开会议。"]),
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # Bylines and section lines as the press prints them (tests/fixtures/bylines-press.txt)
 

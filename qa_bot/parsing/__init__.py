@@ -9,12 +9,24 @@ Layout (data flows down the list):
 - `zones_in_text.py` — the zone of an article, from its section line or its text.
 - `shadow.py` — simplified shadow of traditional text for matching; the jieba tagger.
 - `jsonl.py` — articles given as JSON lines or a JSON array.
-- `loading.py` — one file to articles: picks the reader by format.
+- `loading.py` — one file to articles: picks the reader by format; folders to issue files.
+- `preview.py` — what ingest would make of files, article by article (`qa-bot parse`).
 """
 
 from qa_bot.parsing.bulletin import parse_bulletin
+from qa_bot.parsing.bylines import Byline, parse_byline
 from qa_bot.parsing.jsonl import parse_jsonl
-from qa_bot.parsing.loading import load_file
+from qa_bot.parsing.loading import INPUT_SUFFIXES, expand_paths, load_file
 from qa_bot.parsing.reading import InputError, read_text
 
-__all__ = ["InputError", "load_file", "parse_bulletin", "parse_jsonl", "read_text"]
+__all__ = [
+    "INPUT_SUFFIXES",
+    "Byline",
+    "InputError",
+    "expand_paths",
+    "load_file",
+    "parse_bulletin",
+    "parse_byline",
+    "parse_jsonl",
+    "read_text",
+]

@@ -23,7 +23,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from qa_bot.parsing.bylines import extract_bylines, is_whole_byline
+from qa_bot.parsing.bylines import extract_bylines, is_credit_line, is_whole_byline
 from qa_bot.parsing.reading import ZERO_WIDTH_RE
 from qa_bot.parsing.zones_in_text import (
     has_place_evidence,
@@ -194,10 +194,12 @@ def _classify(
     for i in range(n - 1):
         if kinds[i] == _TEXT and kinds[i + 1] == _TITLE and _has_zone_line_shape(items[i][1]):
             text = items[i][1]
-            if is_person_line(text) or has_place_evidence(text):
+            if is_credit_line(text):
+                pass  # a byline on its own line (an outlet too: 晋中日报) ends the article above
+            elif is_person_line(text) or has_place_evidence(text):
                 kinds[i] = _ZONE
             elif is_whole_byline(text):
-                pass  # a byline on its own line: it ends the previous article
+                pass  # a bare name that is no place: the byline of the article above
             else:
                 kinds[i] = _OTHER  # a column header such as 工作动态: no zone
                 problems.append(

@@ -46,6 +46,9 @@ _ONE_HAN_RE = re.compile(f"[{HAN}]")
 # Outlets and offices: 本报, 本刊, …日报, …网, …融媒, …台办, …中心.
 _OUTLET_START = ("本报", "本刊", "本台", "本网")
 _OUTLET_END = (*"报网社台媒办局委会站部处所院室组队科", "中心", "新闻", "传媒", "融媒")
+# A newspaper, site or station: on a line of its own, a source credit even without brackets
+# (晋中日报), where an office (晋中市商务局) may be a section line.
+_PRESS_END = ("报", "网", "社", "台", "融媒", "新闻", "传媒", "频道", "客户端", "公众号")
 # Words that look like names by shape but are not people.
 _NOT_NAMES = wordset(
     "试行 暂行 草案 修订 修订稿 修正 征求意见稿 节选 摘编 摘要 原创 转载 来源 稿源 资料 "
@@ -71,9 +74,8 @@ _COMPOUND_SURNAMES = wordset(
 # What may end the sentence before a byline in brackets or after a space.
 _SENTENCE_END = frozenset("。！？；…!?;”’」』）)】")
 _OPENERS, _CLOSERS = "（(〔【", "）)〕】"
-# 本刊讯 （记者 张三） … / 本刊讯 见习记者徐王俊报道：…
+# 本刊讯 （记者 张三） … / 本刊讯 见习记者徐王俊报道：… / 新华社太原6月1日电（记者 张三）…
 _LEAD_BYLINE_RE = re.compile(
-    # 本刊讯 / 新华社太原6月1日电
     r"^(本[刊报報][讯訊]|[^\s，。：:；（()）]{2,24}?[电電])[ \t\u3000]*"
     r"(?:[（(]([^（()）]{1,40})[）)]"
     r"|([^，。：:；（(]{2,40}?(?:报道|報道|摄|攝|电|電))[：:，, \t\u3000])"
@@ -136,8 +138,8 @@ def parse_byline(text: str) -> Byline | None:
 def _pieces(token: str) -> list[tuple[str, str]]:
     """Split a token at role words into ("role", 记者), ("outlet", 本报) and ("text", 黄浩源).
 
-    A piece glued before a role that closes a credit is a name; glued before one that opens
-    a credit (记者, 通讯员), it is the outlet the person works for.
+    A piece glued before a role that closes a credit stays text (a name: 黄浩源报道); glued
+    before one that opens a credit (本报记者, 临淄融媒记者), it is the outlet the person works for.
     """
     token_shadow = shadow(token)
     if token_shadow in _ROLES:
@@ -166,14 +168,14 @@ def _pieces(token: str) -> list[tuple[str, str]]:
         found.append(("text", token[start:]))
     pieces: list[tuple[str, str]] = []
     for index, (kind, piece) in enumerate(found):
-        following = found[index + 1] if index + 1 < len(found) else None
-        if kind == "text" and following is not None:
-            closing = shadow(following[1]) in _CLOSING_ROLES and _valid_name(piece)
-            kind = "name" if closing else "outlet"
+        following = found[index + 1][1] if index + 1 < len(found) else ""
+        if kind == "text" and following:  # glued to the role after it
+            closing = shadow(following) in _CLOSING_ROLES and _valid_name(piece)
+            kind = "text" if closing else "outlet"
         elif kind == "text" and shadow(piece).startswith(_OUTLET_START):
             kind = "outlet"
         pieces.append((kind, piece))
-    return [("text", p) if k == "name" else (k, p) for k, p in pieces]
+    return pieces
 
 
 def _valid_name(piece: str) -> bool:
@@ -208,12 +210,22 @@ def _convincing(byline: Byline | None) -> bool:
 
 
 def is_whole_byline(line: str) -> bool:
-    """A line that is nothing but a byline: （王波）, 撰稿：冯慧媛, 本报记者 张三 李四."""
+    """A line that is nothing but a byline: （王波）, 撰稿：冯慧媛, 本报记者 张三 李四, 晋中日报."""
+    return is_credit_line(line) or _convincing(parse_byline(line.strip()))
+
+
+def is_credit_line(line: str) -> bool:
+    """A byline line that no section line can be: in brackets, with a role word, or a press
+    outlet — unlike a bare name, which may also be a place (吕梁)."""
     text = line.strip()
     byline = parse_byline(text)
+    if byline is None:
+        return False
     if text[:1] in _OPENERS and text[-1:] in _CLOSERS:
-        return byline is not None
-    return _convincing(byline)
+        return True
+    return byline.credited or (
+        not byline.names and shadow(byline.printed).endswith(_PRESS_END)
+    )
 
 
 def _trailing_bracket_byline(para: str, is_last: bool) -> tuple[str, Byline] | None:

@@ -10,6 +10,7 @@ import re
 import zipfile
 from pathlib import Path
 
+from qa_bot.parsing.formats import kickers_as_lines
 from qa_bot.parsing.reading import InputError
 from qa_bot.records import SourceProblem
 
@@ -18,7 +19,6 @@ MAX_DOCX_BYTES = 50 * 1024 * 1024
 MAX_UNPACKED_BYTES = 200 * 1024 * 1024
 MAX_RATIO = 200  # uncompressed / compressed size of one member; XML seldom passes 30
 _HEADING_RE = re.compile(r"^(?:heading|标题)\s*(\d)$", re.IGNORECASE)
-_SUPERSCRIPT = str.maketrans("0123456789+-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻")
 _TEXT_HINT = "or save the issue from Word as plain text (UTF-8) and ingest that file"
 
 
@@ -27,38 +27,50 @@ def docx_to_bulletin(path: Path) -> tuple[str, list[SourceProblem]]:
     source = str(path)
     _check_container(path, source)
     import docx
-    from docx.opc.exceptions import PackageNotFoundError
 
     try:
         document = docx.Document(str(path))
-    except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise InputError(
-            SourceProblem(source, 0, f"damaged .docx ({type(exc).__name__}): re-save it, "
-                          + _TEXT_HINT)
-        ) from exc
-    except Exception as exc:  # lxml raises its own kinds on broken XML
+    except Exception as exc:  # python-docx, lxml and zipfile each raise their own kinds
         raise InputError(
             SourceProblem(source, 0, f"damaged .docx ({type(exc).__name__}): re-save it, "
                           + _TEXT_HINT)
         ) from exc
     blocks: list[str] = []
-    for paragraph in document.paragraphs:
+    for paragraph in _paragraphs(document):
         text = _paragraph_text(paragraph).strip()
         if not text:
             continue
         blocks.append(_mark(paragraph.style.name if paragraph.style is not None else "") + text)
     if not blocks:
         raise InputError(SourceProblem(source, 0, "the .docx holds no text; " + _TEXT_HINT))
-    return "\n\n".join(blocks) + "\n", []
+    return "\n\n".join(kickers_as_lines(blocks)) + "\n", []
+
+
+def _paragraphs(document):
+    """Body paragraphs in order, those inside layout tables included (each cell once)."""
+    from docx.table import Table
+
+    for item in document.iter_inner_content():
+        if not isinstance(item, Table):
+            yield item
+            continue
+        seen = set()
+        for row in item.rows:
+            for cell in row.cells:
+                if cell._tc in seen:  # a merged cell is listed once per grid column
+                    continue
+                seen.add(cell._tc)
+                yield from cell.paragraphs
 
 
 def _paragraph_text(paragraph) -> str:
-    """The paragraph's text, superscript digits kept as such (m² as the plain text has it)."""
+    """The paragraph's text, superscript runs marked up as the plain-text issue has them
+    (m<sup>2</sup>; the bulletin parser turns it into m²)."""
     parts = []
     for item in paragraph.iter_inner_content():  # runs and hyperlinks, in order
         text = item.text
         if getattr(getattr(item, "font", None), "superscript", False):
-            text = text.translate(_SUPERSCRIPT)
+            text = f"<sup>{text}</sup>"
         parts.append(text)
     return "".join(parts)
 

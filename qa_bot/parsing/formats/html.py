@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from qa_bot.parsing.bulletin import parse_bulletin
+from qa_bot.parsing.formats import kickers_as_lines
 from qa_bot.parsing.reading import InputError, decode
 from qa_bot.records import Article, SourceProblem
 
@@ -25,7 +26,6 @@ _MAIN_SELECTORS = ("#js_content", "article", "main", "[itemprop=articleBody]", "
                    ".content", "#content")
 _DATE_RE = re.compile(r"((?:19|20)\d\d)[-/.年](\d{1,2})[-/.月](\d{1,2})")
 _HAN_RE = re.compile("[\u3400-\u9fff]")
-_SUPERSCRIPT = str.maketrans("0123456789+-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻")
 _MIN_ARTICLE_HAN = 10  # less than this is a menu or a link list, not an article
 _SAVE_HINT = (
     "save the article page itself (not a list or home page), or copy its text into a .txt file"
@@ -58,7 +58,8 @@ def html_to_bulletin(path: Path) -> tuple[list[Article], list[SourceProblem]]:
             raise InputError(SourceProblem(source, 0, "the page has no title or heading; "
                                            + _SAVE_HINT))
         blocks.insert(0, "## " + page_title)
-    articles, more = parse_bulletin("\n\n".join(blocks) + "\n", path.stem, source)
+    text = "\n\n".join(kickers_as_lines(blocks)) + "\n"
+    articles, more = parse_bulletin(text, path.stem, source)
     if len(articles) == 1:
         article = articles[0]
         if not article.byline and author:
@@ -131,8 +132,8 @@ def _main_block(tree):
 
 def _blocks(main) -> list[str]:
     """One line per heading/paragraph, innermost blocks only (a <p> in an <li> counts once)."""
-    for node in main.css("sup"):
-        node.replace_with((node.text() or "").translate(_SUPERSCRIPT))
+    for node in main.css("sup"):  # kept as markup: the bulletin parser makes m<sup>2</sup> m²
+        node.replace_with(f"<sup>{node.text() or ''}</sup>")
     for node in main.css("br"):
         node.replace_with("\n")
     blocks: list[str] = []

@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from qa_bot.parsing.formats import kickers_as_lines
 from qa_bot.parsing.reading import InputError
 from qa_bot.records import SourceProblem
 
@@ -31,7 +32,6 @@ _LOG = logging.getLogger(__name__)
 
 MAX_PDF_BYTES = 200 * 1024 * 1024
 _PAGE_NUMBER_RE = re.compile(r"^[-—–－·\s]*(?:第\s*)?\d{1,4}\s*(?:页|/\s*\d{1,4})?[-—–－·\s]*$")
-_SUPERSCRIPT = str.maketrans("0123456789+-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻")
 _EDGE_SHARE = 0.1  # the top and bottom tenth of a page is where running heads and feet live
 _TEXT_HINT = "or export the issue from the layout program as text (UTF-8) and ingest that file"
 
@@ -65,6 +65,16 @@ def pdf_to_bulletin(path: Path) -> tuple[str, list[SourceProblem]]:
                 0,
                 "PDF without a text layer (a scan?): run OCR on it (e.g. ocrmypdf) first, "
                 + _TEXT_HINT,
+            )
+        )
+    unmapped = sum(s.text.count("(cid:") for page in pages for s in page)
+    if unmapped > 0.1 * sum(len(s.text) for page in pages for s in page) / 6:
+        raise InputError(
+            SourceProblem(
+                source,
+                0,
+                "the PDF's fonts do not say which characters they draw (no ToUnicode map): "
+                "re-export it with fonts embedded as Unicode, " + _TEXT_HINT,
             )
         )
     _drop_running_heads(pages)
@@ -150,7 +160,13 @@ def _segment(page: int, run: list[dict]) -> _Segment:
     for char in run:
         text = char["text"]
         if char["size"] < 0.8 * body and char["bottom"] < baseline - 0.15 * body:
-            text = text.translate(_SUPERSCRIPT)  # m<sup>2</sup> set as a small raised 2
+            # A small raised character: marked up as the plain-text issue has it (m<sup>2</sup>),
+            # the bulletin parser turns it into m².
+            if parts and parts[-1].endswith("</sup>"):
+                parts[-1] = parts[-1].removesuffix("</sup>")
+                text += "</sup>"
+            else:
+                text = f"<sup>{text}</sup>"
         elif previous is not None and text != " " and parts and parts[-1] != " " and (
             char["x0"] - previous["x1"] > 0.25 * body
         ):
@@ -237,7 +253,7 @@ def _to_text(segments: list[_Segment], body_size: float) -> str:
         lines.append(segment.text)
         ended = bool(mark) or segment.x1 < right - 1.5 * segment.size
     flush()
-    return "\n\n".join(blocks) + "\n"
+    return "\n\n".join(kickers_as_lines(blocks)) + "\n"
 
 
 def _column_edges(
