@@ -45,7 +45,8 @@ def machine() -> dict:
         "memory": _memory_total(),
         "python": platform.python_version(),
     }
-    for name in ("numpy", "torch", "faiss", "bm25s", "sentence_transformers", "tokenizers"):
+    for name in ("numpy", "torch", "onnxruntime", "faiss", "bm25s", "sentence_transformers",
+                 "tokenizers"):
         info[name] = _version_of(name)
     info["load average (1/5/15 min)"] = load_average()
     return info

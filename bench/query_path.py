@@ -79,17 +79,20 @@ def ensure_index(chunks: int, cache_dir: Path, embedder, rebuild: bool = False) 
     from qa_bot.config import ChunkingSettings
     from qa_bot.ingest import Ingestor
 
-    home = cache_dir / f"query-{chunks}"
+    precision = embedder.precision  # an index is refused at another precision
+    home = cache_dir / (f"query-{chunks}" + ("" if precision == "fp32" else f"-{precision}"))
     index_dir, meta_path = home / "index", home / "meta.json"
     chunking = ChunkingSettings()
     wanted = {
         "generator": GENERATOR_VERSION,
         "target_chunks": chunks,
         "fingerprint": embedder.fingerprint(),
+        "precision": precision,
         "chunker": [chunking.max_tokens, chunking.overlap_sentences],
     }
     if not rebuild and meta_path.exists() and (index_dir / "CURRENT").exists():
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta.setdefault("precision", "fp32")  # built before the setting existed
         if {k: meta.get(k) for k in wanted} == wanted:
             return index_dir, meta
     log(f"building the {chunks}-chunk index in {home} (once; ~20 chunks/s on 2 idle cores)")
@@ -245,6 +248,12 @@ def profile_cold(index_dir: Path, top: int) -> str:
     return _trim_profile(text.getvalue())
 
 
+def _engine(embedder) -> str:
+    if embedder._onnx is not None:
+        return f"onnxruntime {embedder.precision} (qa_bot.encoder)"
+    return "sentence-transformers (torch)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chunks", type=int, default=10_000, help="index size (default 10k)")
@@ -277,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     service = QAService(settings, embedder=embedder)
     service.warm_up()
     print(f"dense index: {service.snapshot.manifest.dense.get('kind')}; encoder: "
-          f"{'numpy (qa_bot.encoder)' if embedder._lean is not None else 'sentence-transformers'}"
+          f"{_engine(embedder)}"
           f"; questions: {len(QUESTIONS)} × {args.rounds} rounds")
     print()
 

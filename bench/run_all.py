@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import ingest_path, news_corpus, query_path, scale
+from bench import encoders, ingest_path, news_corpus, query_path, scale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
         (query_path.main, ["--chunks", "1000", "--rounds", "3", "--cold-runs", "2"]
          if quick else ["--profile"]),
         (ingest_path.main, ["--chunks", "200"] if quick else []),
+        (encoders.main, ["--passages", "60", "--rounds", "1", "--cold-runs", "1"] if quick
+         else []),
         (scale.main, ["--sizes", "10000,100000"] if quick else []),
     ]
     if not args.skip_news:

@@ -38,10 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands = _WithCommonOptions(
         parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), common)
 
-    ingest = commands.add_parser("ingest", help="add or update issues (bulletin .txt or .jsonl)")
+    ingest = commands.add_parser(
+        "ingest", help="add or update issues (.txt/.md, .pdf, .docx, .html, .jsonl)")
     ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     ingest.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     ingest.set_defaults(handler=cmd_ingest)
+
+    parse = commands.add_parser(
+        "parse", help="show what ingest would make of issue files, touching no index")
+    parse.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    parse.add_argument("--json", action="store_true",
+                       help="print a JSON list of articles (file, issue, title, zone, byline, "
+                       "byline_names, warnings…)")
+    parse.set_defaults(handler=cmd_parse)
 
     remove = commands.add_parser("remove", help="remove an issue from the index")
     remove.add_argument("issue")
@@ -72,8 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--retriever", choices=("hybrid", "dense", "bm25", "all"),
                           default="hybrid", help="'all' compares the three side by side")
     evaluate.add_argument("--limit", type=int, help="only the first N questions")
+    evaluate.add_argument("--details", type=Path, metavar="FILE",
+                          help="write one JSON row per question (gold, rank, sentence, span…)")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd_eval)
+
+    train = commands.add_parser(
+        "train-answer", help="learn the answer stage's window weights and confidence")
+    train.add_argument("--set", action="append", required=True, metavar="QUESTIONS=CORPUS",
+                       help="a question set and its corpus (comma-separated paths); repeatable")
+    train.add_argument("--work-dir", default="/tmp/qa-bot-train-answer",
+                       help="where each set's index is built (kept for the next run)")
+    train.add_argument("--held-out", type=float, default=0.2,
+                       help="share of gold articles/passages held out (not trained on)")
+    train.add_argument("--seed", type=int, default=13)
+    train.add_argument("--out", default="qa_bot/data/answer_model.json")
+    train.set_defaults(handler=cmd_train_answer)
 
     bot = commands.add_parser("bot", help="run the Telegram bot")
     bot.set_defaults(handler=cmd_bot)
@@ -173,6 +196,45 @@ def cmd_ingest(args, settings: Settings) -> int:
     return _print_report(_ingestor(settings, args.quiet).ingest(args.paths))
 
 
+def cmd_parse(args, settings: Settings) -> int:
+    """Article by article: zone │ title │ byline │ paragraphs │ warnings. No index, no model."""
+    from qa_bot.parsing.preview import article_rows, preview
+
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"qa-bot: error: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_ERROR
+    files, skipped = preview(args.paths)
+    for path in skipped:
+        print(f"skipped: {path}: not an issue file", file=sys.stderr)
+    for parsed in files:
+        if parsed.refusal is not None:
+            print(f"refused: {parsed.refusal}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(article_rows(files), ensure_ascii=False, indent=1))
+    else:
+        _print_parsed(files)
+    return EXIT_PARTIAL if any(parsed.refusal for parsed in files) else EXIT_OK
+
+
+def _print_parsed(files) -> None:
+    for parsed in files:
+        if parsed.refusal is not None:
+            continue
+        print(f"{parsed.path}: {len(parsed.articles)} articles "
+              f"(issue {parsed.articles[0].issue})")
+        for problem in parsed.file_warnings:
+            print(f"  warning: {problem}")
+        print("  zone │ title │ byline │ paragraphs │ warnings")
+        for article, warnings in zip(parsed.articles, parsed.warnings, strict=True):
+            byline = article.byline or "—"
+            if article.byline_names and " ".join(article.byline_names) != article.byline:
+                byline += f" [{'、'.join(article.byline_names)}]"
+            notes = "; ".join(p.message for p in warnings) or "—"
+            print(f"  {article.zone or '—'} │ {article.title} │ {byline} │ "
+                  f"{len(article.paragraphs)} │ {notes}")
+
+
 def cmd_remove(args, settings: Settings) -> int:
     return _print_report(_ingestor(settings, quiet=True).remove_issue(args.issue))
 
@@ -257,6 +319,12 @@ def cmd_eval(args, settings: Settings) -> int:
     from qa_bot.evaluate import run_eval_command
 
     return run_eval_command(args, settings)
+
+
+def cmd_train_answer(args, settings: Settings) -> int:
+    from qa_bot.answer_training import run_train_command
+
+    return run_train_command(args, settings)
 
 
 def cmd_bot(args, settings: Settings) -> int:

@@ -31,7 +31,10 @@ class ModelSettings:
     passage_prompt: str = "passage: "
     batch_size: int = 32
     device: str = "cpu"
-    threads: int = 0  # torch intra-op threads; 0 = one per core
+    # Intra-op threads of onnxruntime (torch for the fallback). 0 = 1 per question (the bot
+    # answers users in parallel on answer_workers) and one per core for ingest batches.
+    threads: int = 0
+    precision: str = "fp32"  # "fp32" or "int8" (dynamic quantization); a change needs a rebuild
     cache_dir: str = "~/.cache/qa-bot/models"
 
 
@@ -63,9 +66,14 @@ class RetrievalSettings:
 
 @dataclass(frozen=True)
 class AnswerSettings:
-    # Below this confidence the bot declines and lists the nearest titles instead.
-    min_confidence: float = 0.35
+    # Below this confidence the bot declines and lists the nearest titles instead;
+    # 0 = the threshold trained with the answer model.
+    min_confidence: float = 0.0
+    # Learned window weights and confidence (`qa-bot train-answer`); "" = the bundled ones.
+    model_path: str = ""
     max_sentence_chars: int = 160
+    # Confidence kept when the answer comes from another zone than the one the question names.
+    other_zone_factor: float = 0.5
     passage_min_ratio: float = 0.4  # passages shown under an answer score ≥ this × the first
 
 

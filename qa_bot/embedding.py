@@ -1,15 +1,19 @@
-"""Dense embeddings behind a small protocol, with sentence-transformers as the backend.
+"""Dense embeddings behind a small protocol: onnxruntime for the model, sentence-transformers to
+load and export it.
 
 Construction is cheap (settings only); `warm_up()` loads the model — the Haystack pattern — so
 commands that need no model (stats, an ingest where nothing changed) never pay for it.
 
-Two engines share one set of weights. A plain BERT folder (the bundled model is one) is run by
-`qa_bot.encoder.BertEncoder` (numpy, `tokenizers`, a memory-mapped safetensors file) for
-questions and token counts: no torch import, so `qa-bot ask` answers in ~2 s instead of ~7,
-and a question costs less (20 ms against 25 ms on 2 cores). Batches of passages (ingest) go through
-sentence-transformers on torch, whose fused kernels are several times faster on large batches.
-Both give the same vectors to float32 precision. Any other model runs on sentence-transformers
-alone.
+A sentence-transformers folder of the usual shape (the bundled model is one) is exported once to
+ONNX and run by `qa_bot.encoder.OnnxEncoder` for questions, passages and token counts: no torch
+import to answer a question, and a question costs a few milliseconds (bench/query_path.py).
+`[model] precision` picks the fp32 graph or its dynamic-int8 quantization. Any other model (a
+hub name, another pooling), or one whose export fails, runs on sentence-transformers and torch,
+at fp32 only.
+
+Threads (`[model] threads`): 0 means one thread for a question (a short text gains nothing from
+a second one, and the bot answers several users at once on its `answer_workers`) and one per
+core for batches of passages (ingest); a number uses that many for both.
 """
 
 from __future__ import annotations
@@ -29,8 +33,6 @@ from qa_bot.config import ModelSettings
 log = logging.getLogger(__name__)
 
 BUNDLED_PREFIX = "bundled:"
-# Up to this many passages are embedded by the numpy encoder (no torch import for a small update).
-SMALL_BATCH = 8
 
 
 class ModelError(Exception):
@@ -61,31 +63,58 @@ class SentenceTransformerEmbedder:
         self.settings = settings
         self.name = settings.name
         self.show_progress = show_progress
-        self._model = None  # sentence-transformers model: batches of passages, other models
-        self._lean = None  # qa_bot.encoder.BertEncoder: questions and token counts
+        self.precision = settings.precision
+        self._model = None  # sentence-transformers model: the fallback where ONNX cannot run
+        self._onnx = None  # qa_bot.encoder.OnnxEncoder: everything, where the folder allows it
         self._resolved = False
         self._path: Path | None = None
         self._fingerprint: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def warm_up(self) -> None:
-        """Load what answering questions needs: the numpy encoder where the folder allows it."""
-        if self._lean is not None or self._model is not None:
+        """Load what answering questions needs: the ONNX graph where the folder allows it."""
+        if self._onnx is not None or self._model is not None:
             return
-        path = self._resolve()
-        if path is not None:
-            from qa_bot import encoder
+        from qa_bot import encoder, runtime
 
-            if encoder.supports(path):
-                log.info("loading embedding model %s (numpy encoder)", path)
-                try:
-                    self._lean = encoder.BertEncoder(path)
-                except (OSError, ValueError, KeyError, encoder.UnsupportedModel) as exc:
-                    log.warning("%s: numpy encoder unavailable (%s); using torch", path, exc)
-                else:
-                    _limit_numpy_blas_threads(1)
-                    return
+        try:
+            runtime.check_precision(self.precision)
+        except ValueError as exc:
+            raise ModelError(str(exc)) from exc
+        path = self._resolve()
+        if path is not None and encoder.supports(path):
+            cache_dir = Path(self.settings.cache_dir).expanduser()
+            try:
+                target = encoder.export_dir_for(path, self.fingerprint(), cache_dir)
+                encoder.ensure_export(path, target, self.fingerprint(), self.precision)
+                log.info("loading embedding model %s (onnxruntime, %s)", path, self.precision)
+                # The question session is built alongside everything else that loads.
+                self._onnx = encoder.OnnxEncoder(
+                    path, target, self.precision, preload_threads=self._question_threads()
+                )
+            except (OSError, ValueError, KeyError, encoder.UnsupportedModel,
+                    runtime.GraphError) as exc:
+                self._onnx = None
+                self._fall_back(f"{path}: ONNX unavailable ({exc})")
+            else:
+                return
+        else:
+            self._fall_back(f"{self.name}: not a folder that can be exported to ONNX")
         self._load_model()
+
+    def _fall_back(self, why: str) -> None:
+        if self.precision != "fp32":
+            raise ModelError(
+                f"{why}; sentence-transformers runs it at fp32 only. Set [model] precision = "
+                '"fp32" in config/qa-bot.toml (or QA_BOT_MODEL_PRECISION=fp32).'
+            )
+        log.warning("%s; using sentence-transformers (torch)", why)
+
+    def _question_threads(self) -> int:
+        return self.settings.threads or 1
+
+    def _batch_threads(self) -> int:
+        return self.settings.threads or os.cpu_count() or 1
 
     def _resolve(self) -> Path | None:
         if not self._resolved:
@@ -116,10 +145,9 @@ class SentenceTransformerEmbedder:
             ) from exc
 
     def _configure_threads(self) -> None:
-        threads = self.settings.threads or os.cpu_count() or 1
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(self._batch_threads())
 
     def _resolve_path(self) -> Path | None:
         if self.name.startswith(BUNDLED_PREFIX):
@@ -157,8 +185,8 @@ class SentenceTransformerEmbedder:
     @property
     def dimension(self) -> int:
         self.warm_up()
-        if self._lean is not None:
-            return self._lean.dimension
+        if self._onnx is not None:
+            return self._onnx.dimension
         # sentence-transformers 6 renamed the getter; accept both spellings.
         model = self.model
         getter = getattr(model, "get_embedding_dimension", None)
@@ -167,7 +195,7 @@ class SentenceTransformerEmbedder:
     def fingerprint(self) -> str:
         """Hash of the weights, so an index built by other weights under the same name is caught."""
         if self._fingerprint is None:
-            self.warm_up()
+            self._resolve()
             if self._path is not None and self._path.is_dir():
                 self._fingerprint = _fingerprint_folder(self._path)
             else:
@@ -176,26 +204,34 @@ class SentenceTransformerEmbedder:
 
     def count_tokens(self, text: str) -> int:
         self.warm_up()
-        if self._lean is not None:  # the Rust tokenizer directly, without transformers' layers
-            return self._lean.count_tokens(text)
+        if self._onnx is not None:  # the Rust tokenizer directly, without transformers' layers
+            return self._onnx.count_tokens(text)
         return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     # -- work ----------------------------------------------------------------------------------
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode(texts, self.settings.query_prompt, False, lean_up_to=len(texts))
+        threads = self._question_threads() if len(texts) == 1 else self._batch_threads()
+        return self._encode(texts, self.settings.query_prompt, False, threads)
 
     def encode_passages(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
-        return self._encode(texts, self.settings.passage_prompt, show_progress, SMALL_BATCH)
+        return self._encode(texts, self.settings.passage_prompt, show_progress,
+                            self._batch_threads())
 
     def _encode(
-        self, texts: list[str], prompt: str, show_progress: bool, lean_up_to: int
+        self, texts: list[str], prompt: str, show_progress: bool, threads: int
     ) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         self.warm_up()
-        if self._lean is not None and len(texts) <= lean_up_to:
+        if self._onnx is not None:
             # The prompt is part of the text, and is pooled with it (as sentence-transformers).
-            return self._lean.encode([prompt + text for text in texts], self.settings.batch_size)
+            prompted = [prompt + text for text in texts]
+            if not show_progress:
+                return self._onnx.encode(prompted, self.settings.batch_size, threads)
+            from tqdm import tqdm
+
+            with tqdm(total=len(texts), desc="Embedding", unit="chunk") as bar:
+                return self._onnx.encode(prompted, self.settings.batch_size, threads, bar.update)
         # sentence-transformers sorts by length inside encode, so batches are evenly padded.
         vectors = self.model.encode(
             texts,
@@ -243,19 +279,6 @@ def _remember_bundled_folder(cache_dir: Path, folder: Path) -> None:
         (cache_dir / _BUNDLED_STAMP).write_text(
             json.dumps({"stamp": _bundled_weights_stamp(), "folder": folder.name}),
             encoding="utf-8",
-        )
-
-
-def _limit_numpy_blas_threads(threads: int) -> None:
-    """One BLAS thread for the numpy encoder: a question's matrices are small, and spinning
-    threads only cost when the machine is busy (two concurrent answers still use two cores)."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # a transitive dependency (scikit-learn); without it, BLAS's default
-        return
-    with contextlib.suppress(Exception):  # a tuning knob: never a reason to fail
-        ThreadpoolController().select(internal_api="openblas", prefix="libscipy_openblas").limit(
-            limits=threads
         )
 
 

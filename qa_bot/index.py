@@ -70,9 +70,14 @@ class IndexWriteFailed(IndexProblem):
     """A snapshot could not be written (disk full, read-only, ...); the live one is unchanged."""
 
 
+def recorded_precision(model_entry: dict) -> str:
+    """The precision an index was embedded at; indexes from before the setting are fp32."""
+    return model_entry.get("precision", "fp32")
+
+
 @dataclass
 class Manifest:
-    model: dict  # name, fingerprint, dimension, query_prompt, passage_prompt
+    model: dict  # name, fingerprint, dimension, query_prompt, passage_prompt, precision
     chunker: dict
     lexical: dict
     dense: dict = field(default_factory=lambda: {"kind": "flat"})

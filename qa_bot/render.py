@@ -65,7 +65,15 @@ def answer_text(
     lines = [understood_line(answer)] if answer.understood_as else []
     if answer.browse:
         return "\n".join(lines + browse_lines(answer))
-    if answer.sentence is not None:
+    if answer.items:
+        # A list across articles: the zones, then each one's sentence with its citation.
+        zones = [highlight(item.chunk.zone, (0, len(item.chunk.zone)), color)
+                 for item in answer.items]
+        lines.append("答：" + "、".join(zones))
+        for number, item in enumerate(answer.items, start=1):
+            lines.append(f"  {number}. " + highlight(item.text, item.span, color))
+            lines.append(f"     —— {citation(item.chunk)}")
+    elif answer.sentence is not None:
         sentence = answer.sentence
         lines.append("答：" + highlight(sentence.text, sentence.span, color))
         lines.append(f"    —— {citation(sentence.chunk)}")

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from qa_bot.answer import Answerer, QuestionType, question_type
+from qa_bot.answer import DEFAULT_MODEL_PATH, Answerer, AnswerModel
 from qa_bot.chinese import to_simplified
 from qa_bot.config import Settings
 from qa_bot.conversation import (
@@ -30,8 +30,9 @@ from qa_bot.conversation import (
     with_context,
 )
 from qa_bot.embedding import Embedder, SentenceTransformerEmbedder
-from qa_bot.index import IndexMismatch, IndexStore, Snapshot
+from qa_bot.index import IndexMismatch, IndexStore, Snapshot, recorded_precision
 from qa_bot.lexical import LexicalTokenizer
+from qa_bot.question import QuestionType, question_type, search_text
 from qa_bot.records import Answer, Article, Hit
 from qa_bot.retrieval import Retriever
 from qa_bot.zones import ZoneTable
@@ -81,8 +82,10 @@ class QAService:
         embedder: Embedder | None = None,
         store: IndexStore | None = None,
         show_progress: bool = True,
+        answer_model: AnswerModel | None = None,
     ) -> None:
         self.settings = settings
+        self._answer_model = answer_model
         self.embedder = embedder or SentenceTransformerEmbedder(settings.model, show_progress)
         self.store = store or IndexStore(settings.index_path)
         self._loaded: Loaded | None = None
@@ -132,9 +135,19 @@ class QAService:
         document_frequency.pop("\x00", None)
         retriever = Retriever(self.settings.retrieval, self.embedder, snapshot, tokenizer, zones)
         answerer = Answerer(
-            self.settings.answer, tokenizer, zones, document_frequency, len(snapshot)
+            self.settings.answer, tokenizer, zones, document_frequency, len(snapshot),
+            model=self.answer_model,
         )
         return Loaded(snapshot, zones, retriever, answerer)
+
+    @property
+    def answer_model(self) -> AnswerModel:
+        """The learned window weights and confidence (qa_bot/data/answer_model.json, or the
+        `[answer] model_path` file); the hand-set defaults when there is none."""
+        if self._answer_model is None:
+            path = Path(self.settings.answer.model_path or DEFAULT_MODEL_PATH).expanduser()
+            self._answer_model = AnswerModel.load(path) if path.is_file() else AnswerModel()
+        return self._answer_model
 
     def _check_model(self, snapshot: Snapshot) -> None:
         recorded = snapshot.manifest.model
@@ -146,6 +159,10 @@ class QAService:
             model.query_prompt, model.passage_prompt
         ):
             problems.append("different query/passage prompts")
+        if recorded_precision(recorded) != model.precision:
+            problems.append(
+                f"precision {recorded_precision(recorded)} (config: {model.precision})"
+            )
         if not problems:
             self.embedder.warm_up()
             if recorded.get("fingerprint") != self.embedder.fingerprint():
@@ -186,7 +203,7 @@ class QAService:
         k = k or self.settings.retrieval.top_k
         under_discussion = reading.prefer_article or (last.article_id if last else "")
         hits = loaded.retriever.search(
-            reading.words,
+            search_text(reading.words),
             k=k + 1 if reading.exclude_article else k,
             zone=zone_name,
             mode=mode,

@@ -86,3 +86,17 @@ def test_news_corpus_smoke(tmp_path, capsys):
                              "--limit", "6"]) == 0
     out = capsys.readouterr().out
     assert "chunks_per_s" in out and "| hybrid" in out and "| bm25" in out
+
+
+@pytest.mark.slow
+def test_encoders_smoke(tmp_path, capsys):
+    from bench import encoders
+
+    assert encoders.main(["--passages", "20", "--rounds", "1", "--cold-runs", "1",
+                          "--json", str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    assert "Question encode" in out and "Cold start" in out
+    figures = json.loads((tmp_path / "e.json").read_text())
+    engines = {row["engine"] for row in figures["questions"]}
+    assert {"onnxruntime fp32", "onnxruntime int8"} <= engines
+    assert all(row["min_cosine"] > 0.98 for row in figures["agreement"])

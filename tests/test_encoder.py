@@ -1,13 +1,16 @@
-"""The numpy encoder gives sentence-transformers' vectors and token counts on the same folder."""
+"""The ONNX encoder gives sentence-transformers' vectors and token counts on the same folder."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from qa_bot import encoder
+from tests.conftest import REPO_ROOT
 
 TEXTS = [
     "query: 广灵经开区有多少家再生金属企业？",
@@ -29,40 +32,64 @@ def reference(bundled_model_dir):
     return SentenceTransformer(str(bundled_model_dir), device="cpu")
 
 
+def _embedder(bundled_model_dir, **settings):
+    from qa_bot.config import ModelSettings
+    from qa_bot.embedding import SentenceTransformerEmbedder
+
+    model = SentenceTransformerEmbedder(
+        ModelSettings(cache_dir=str(bundled_model_dir.parent), **settings), show_progress=False
+    )
+    model.warm_up()
+    return model
+
+
 @pytest.mark.slow
-def test_vectors_match_sentence_transformers(bundled_model_dir, reference):
-    lean = encoder.BertEncoder(bundled_model_dir)
-    ours = lean.encode(TEXTS, batch_size=3)  # mixed lengths in a batch: padding is masked
+def test_fp32_graph_gives_sentence_transformers_vectors(bundled_model_dir, reference):
+    onnx = _embedder(bundled_model_dir, precision="fp32")._onnx
+    assert onnx is not None and onnx.graph.name == "model-fp32.onnx"
+    ours = onnx.encode(TEXTS, batch_size=3)  # mixed lengths in a batch: padding is masked
     theirs = reference.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
     assert ours.dtype == np.float32 and ours.shape == theirs.shape == (len(TEXTS), 384)
+    assert np.einsum("ij,ij->i", ours, theirs).min() >= 0.9999
     assert np.abs(ours - theirs).max() < 1e-5
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
-    one_by_one = np.vstack([lean.encode([t]) for t in TEXTS])
+    one_by_one = np.vstack([onnx.encode([t], threads=2) for t in TEXTS])
     assert np.abs(one_by_one - ours).max() < 1e-5
 
 
 @pytest.mark.slow
-def test_token_counts_match_the_transformers_tokenizer(bundled_model_dir, reference):
-    lean = encoder.BertEncoder(bundled_model_dir)
-    for text in TEXTS[:-1]:
-        expected = len(reference.tokenizer(text, add_special_tokens=False)["input_ids"])
-        assert lean.count_tokens(text) == expected, text
+def test_int8_graph_stays_close_to_sentence_transformers(bundled_model_dir, reference):
+    onnx = _embedder(bundled_model_dir, precision="int8")._onnx
+    assert onnx is not None and onnx.graph.name == "model-int8.onnx"
+    ours = onnx.encode(TEXTS, batch_size=3)
+    theirs = reference.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    assert np.einsum("ij,ij->i", ours, theirs).min() >= 0.98
 
 
 @pytest.mark.slow
-def test_embedder_uses_the_numpy_encoder_for_questions(bundled_model_dir):
-    from qa_bot.config import ModelSettings
-    from qa_bot.embedding import SentenceTransformerEmbedder
+def test_token_counts_match_the_transformers_tokenizer(bundled_model_dir, reference):
+    onnx = _embedder(bundled_model_dir)._onnx
+    for text in TEXTS[:-1]:
+        expected = len(reference.tokenizer(text, add_special_tokens=False)["input_ids"])
+        assert onnx.count_tokens(text) == expected, text
 
-    embedder = SentenceTransformerEmbedder(
-        ModelSettings(cache_dir=str(bundled_model_dir.parent)), show_progress=False
+
+@pytest.mark.slow
+def test_answering_a_question_never_imports_torch(bundled_model_dir):
+    _embedder(bundled_model_dir)  # the export exists (it needs torch, once)
+    script = (
+        "import sys; from qa_bot.config import ModelSettings; "
+        "from qa_bot.embedding import SentenceTransformerEmbedder; "
+        f"e = SentenceTransformerEmbedder(ModelSettings(cache_dir={str(bundled_model_dir.parent)!r}"
+        "), show_progress=False); v = e.encode_queries(['侯马开发区召开了什么会？']); "
+        "e.encode_passages(['开发区召开项目建设调度会'] * 3); "
+        "assert v.shape == (1, 384) and e.count_tokens('侯马开发区') > 0; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')))"
     )
-    embedder.warm_up()
-    assert embedder._lean is not None and embedder._model is None
-    vector = embedder.encode_queries(["侯马开发区召开了什么会？"])
-    assert vector.shape == (1, embedder.dimension) == (1, 384)
-    assert embedder.count_tokens("侯马开发区") > 0
-    assert embedder._model is None  # questions never load torch's model
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def _model_folder(folder, pooling_mode="mean", model_type="bert"):
@@ -89,21 +116,22 @@ def _model_folder(folder, pooling_mode="mean", model_type="bert"):
     return folder
 
 
-def test_supports_only_plain_bert_mean_pooling(tmp_path):
+def test_supports_mean_pooling_folders_with_a_tokenizer_json(tmp_path):
     assert encoder.supports(_model_folder(tmp_path / "ok"))
+    assert encoder.supports(_model_folder(tmp_path / "xlmr", model_type="xlm-roberta"))
     assert not encoder.supports(_model_folder(tmp_path / "cls", pooling_mode="cls"))
-    assert not encoder.supports(_model_folder(tmp_path / "xlmr", model_type="xlm-roberta"))
     assert not encoder.supports(tmp_path / "missing")
+    no_tokenizer = _model_folder(tmp_path / "no-tokenizer")
+    (no_tokenizer / "tokenizer.json").unlink()
+    assert not encoder.supports(no_tokenizer)
 
 
-def test_gelu_matches_erf():
-    import math
+def test_precision_must_be_fp32_or_int8():
+    from qa_bot.config import ModelSettings
+    from qa_bot.embedding import ModelError, SentenceTransformerEmbedder
 
-    x = np.linspace(-8, 8, 20001, dtype=np.float32)
-    expected = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(float)])
-    ours = x.copy()
-    encoder._gelu_inplace(ours)
-    assert np.abs(ours - expected).max() < 2e-6
+    with pytest.raises(ModelError, match="precision 'fp16' is not one of fp32, int8"):
+        SentenceTransformerEmbedder(ModelSettings(precision="fp16")).warm_up()
 
 
 def _tiny_unigram(path):

@@ -76,7 +76,13 @@ def answer_html(answer: Answer, page: int = 0, per_page: int = 3) -> str:
             lines.append(f"{number}. {esc(article.title)} — "
                          f"<i>{esc(citation_without_title(article))}</i>")
         return "\n".join(lines)
-    if answer.sentence is not None:
+    if answer.items:
+        # A list across articles: the zones, then each one's sentence with its citation.
+        lines.append("💡 " + "、".join(f"<b>{esc(item.chunk.zone)}</b>" for item in answer.items))
+        for number, item in enumerate(answer.items, start=1):
+            lines.append(f"{number}. " + highlight(item.text, item.span))
+            lines.append(f"—— <i>{esc(citation(item.chunk))}</i>")
+    elif answer.sentence is not None:
         sentence = answer.sentence
         lines.append("💡 " + highlight(sentence.text, sentence.span))
         lines.append(f"—— <i>{esc(citation(sentence.chunk))}</i>")
