@@ -43,7 +43,7 @@ def test_a_bare_zone_with_ne_asks_the_same_about_that_zone(seed_service):
 def test_a_question_without_a_subject_stays_with_the_article(seed_service):
     first, follow = converse(seed_service, "广灵经开区有多少家再生金属企业？",
                              "规模以上企业有多少家？")
-    assert "13家" in first.sentence.text
+    assert first.passages[0].chunk.zone == GUANGLING
     assert follow.understood_as.startswith("规模以上企业有多少家？（接着谈《发展再生金属产业")
     assert follow.passages[0].chunk.zone == GUANGLING
     assert "24家" in follow.sentence.text
