@@ -12,6 +12,7 @@ finds the wrong article or none. `read_message()` reads it with the conversation
 * "implicit": 总投资多少？ — no zone, no marker, and the article under discussion covers the
   message's words (IDF-weighted) at least as well as the article it finds alone: that article
   is preferred;
+* "bare": 为什么？ 多少？ 什么时候？ — nothing but a question word: about what was just said;
 * "more": 还有别的开发区吗？ — the previous question without its zone, the article already
   shown left out;
 * "zone carry": 调度会是谁主持的？ right after listing a zone's articles — asked about that zone.
@@ -62,6 +63,12 @@ _PROJECT_POINTER = re.compile(r"(?:这个|该|这一|此)项目")
 _QUESTION_CUE = re.compile(
     r"什么|哪|谁|几|多少|多大|多长|多久|多高|多远|如何|怎么|怎样|为什么|为何|是否|有没有|是不是"
     r"|吗|呢|[？?]|何时|何处|何人"
+)
+# What is left of a question without a subject once these go: nothing.
+_BARE_QUESTION = re.compile(
+    r"什么时候|什么时间|什么地方|为什么|为何|怎么样|怎么|怎样|如何|多少钱|多少|多大|多久|多长|哪里|哪儿"
+    r"|在哪里|在哪儿|在哪|哪天|哪年|什么|是谁|谁|几个|几家|几|呢|吗|啊|呀|是|有|那么|那|还|又|请问"
+    r"|[？?。！!，,\s]"
 )
 _TAIL_PARTICLES = re.compile(r"[呢吗啊呀吧嘛。？?！!，,\s]+$")
 _LEAD_PARTICLES = re.compile(r"^(?:那么|那|还有|另外|然后|再问一下|再问|请问)[，,\s]*")
@@ -222,6 +229,10 @@ def read_message(message: str, last: Turn | None, zones: ZoneTable) -> Reading:
         return Reading("zone_carry", understood, understood)
     if named_zones or not last.article_id:
         return new  # names its own subject (a zone), or nothing to refer back to
+    if _is_bare_question(text):
+        # 为什么？ 多少？ 什么时候？ — nothing but the question: about what was just said.
+        return Reading("bare", with_context(message, last), f"{message}（接着谈《{last.title}》）",
+                       prefer_article=last.article_id, own_words=with_context(message, last))
     if _POINTER.search(text):
         filled = _fill_subject(message, last)
         shown = filled if filled != message else f"{message}（接着谈《{last.title}》）"
@@ -322,6 +333,11 @@ def turn_from(
 
 
 # -- the readings ----------------------------------------------------------------------------------
+def _is_bare_question(text: str) -> bool:
+    """Only question words and particles (为什么？ 多少呢？ 什么时候？ 是谁？)."""
+    return bool(_QUESTION_CUE.search(text)) and not _BARE_QUESTION.sub("", text)
+
+
 def _has_own_question(text: str) -> bool:
     """A question word of its own (not counting 呢/吗/？): 那潢川开发区落户了多少个项目呢？"""
     core = _TAIL_PARTICLES.sub("", text)

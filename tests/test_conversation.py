@@ -101,6 +101,15 @@ def test_pointers_without_a_known_referent_prefer_the_article_under_discussion(m
     assert reading.prefer_article
 
 
+@pytest.mark.parametrize("message", ["为什么？", "多少？", "什么时候？", "是谁呢？", "那在哪里？"])
+def test_a_bare_question_word_asks_about_what_was_just_said(message):
+    reading = read_message(message, MEETING, ZONES)
+    assert reading.kind == "bare"
+    assert reading.prefer_article == "i/2"
+    assert reading.question.startswith("侯马经济开发区的调度会")  # the subject it leaves out
+    assert reading.understood_as == f"{message}（接着谈《召开2023年项目建设第19次调度会》）"
+
+
 def test_an_ordinal_point_is_looked_for_the_way_news_lists_points():
     reading = read_message("第一点是什么？", MEETING, ZONES)
     assert "一是" in reading.question and "一是" not in reading.understood_as

@@ -49,6 +49,12 @@ def test_a_question_without_a_subject_stays_with_the_article(seed_service):
     assert "24家" in follow.sentence.text
 
 
+def test_a_bare_question_word_asks_about_what_was_just_said(seed_service):
+    _, follow = converse(seed_service, "长治经开区举办了什么讲座？", "什么时候？")
+    assert follow.understood_as.startswith("什么时候？（接着谈《企业刮起“头脑风暴”")
+    assert "6月13日" in follow.sentence.text
+
+
 def test_more_of_the_same_leaves_the_article_already_shown(seed_service):
     _, follow = converse(seed_service, "侯马经济开发区的调度会是谁主持的？", "还有别的开发区吗？")
     assert follow.understood_as.startswith(f"除{HOUMA}外")
