@@ -188,7 +188,8 @@ class ConversationStore:
 class Reading:
     """How a message is read: the question to answer and what to prefer while answering."""
 
-    kind: str  # "new", "zone_swap", "attribute_swap", "pronoun", "implicit", "more"
+    kind: str  # "new", "zone_swap", "attribute_swap", "pronoun", "implicit", "bare", "more",
+    # "zone_carry"
     question: str  # the text retrieval and the answer stage work on
     understood_as: str = ""  # shown to the user for every reading but "new"
     prefer_article: str = ""  # the article under discussion, ranked first when found
