@@ -60,7 +60,7 @@ _SENTENCES_FROM_HITS = 3
 # The reader reads this many of the best-scored windows.
 _READER_WINDOWS = 4
 # Anchor characters (question text beside the span) that count, at most.
-_ANCHOR_CAP = 8
+_ANCHOR_CAP = 16
 # A zone-list answer takes articles whose best window scores at least this share of the best.
 _LIST_SHARE = 0.8
 _MAX_LIST_ITEMS = 6
