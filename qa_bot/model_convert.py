@@ -641,7 +641,7 @@ def bundled_model_dir_name(weights: Path) -> str:
 
 
 @contextlib.contextmanager
-def _exclusive_lock(lock_path: Path) -> Iterator[None]:
+def exclusive_lock(lock_path: Path) -> Iterator[None]:
     with lock_path.open("a") as lock_file:
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -674,7 +674,7 @@ def ensure_bundled_model(cache_dir: Path, show_progress: bool = True) -> Path:
             f"Cannot create the model cache folder {cache_dir} ({exc}); point the cache "
             "setting at a writable folder."
         ) from exc
-    with _exclusive_lock(cache_dir / f"{target.name}.lock"):
+    with exclusive_lock(cache_dir / f"{target.name}.lock"):
         if (target / COMPLETION_MARKER).is_file():
             return target  # another process converted it while we waited
         # Holding the lock, nothing else is converting: leftovers are from crashed runs.
