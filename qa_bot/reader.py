@@ -142,7 +142,12 @@ class SpanReader:
     (tokenizer, trained artifacts, the ONNX graph built on first use, the onnxruntime session)."""
 
     def __init__(self, settings: ReaderSettings, cache_dir: Path | None = None) -> None:
-        runtime.check_precision(settings.precision)
+        if settings.precision not in runtime.PRECISIONS:
+            raise ValueError(
+                f"[reader] precision {settings.precision!r} is not one of "
+                f"{', '.join(runtime.PRECISIONS)}; set it in config/qa-bot.toml (or "
+                "QA_BOT_READER_PRECISION)"
+            )
         self.settings = settings
         self.cache_dir = Path(cache_dir or ModelSettings().cache_dir).expanduser()
         self.artifact_dir = (

@@ -35,7 +35,7 @@ from qa_bot.answer import answer_windows
 from qa_bot.config import AnswerSettings, ModelSettings, ReaderSettings
 from qa_bot.model_convert import COMPLETION_MARKER, ensure_bundled_model
 from qa_bot.parsing import load_file
-from qa_bot.reader import EncodedPair, best_spans, encode_pairs
+from qa_bot.reader import EncodedPair, SpanReader, best_spans, encode_pairs
 from qa_bot.reader_export import ARTIFACT_META, ARTIFACT_WEIGHTS
 
 logger = logging.getLogger(__name__)
@@ -441,12 +441,7 @@ def evaluate_top_windows(
     hits = Counter()
     flat_pairs, owners = [], []
     for q_index, question in enumerate(questions):
-        text = question.passage.text
-        ranked = sorted(
-            answer_windows(text, max_chars),
-            key=lambda w: -len(_bigrams(question.question) & _bigrams(text[w[0]:w[1]])),
-        )[:windows]
-        contexts = [text[s:e] for s, e in ranked]
+        contexts = top_windows(question, max_chars, windows)
         hits[question.passage.source] += any(a in c for c in contexts for a in question.answers)
         for context, pair in zip(
             contexts, encode_pairs(trainer.tokenizer, question.question, contexts,
@@ -469,6 +464,40 @@ def evaluate_top_windows(
     for source, count in hits.items():
         summary[source]["answer_in_windows"] = round(count / len(per_source[source]), 3)
     return summary
+
+
+def top_windows(question: Question, max_chars: int, count: int) -> list[str]:
+    """The ``count`` answer windows of the question's passage sharing most bigrams with it."""
+    text = question.passage.text
+    question_bigrams = _bigrams(question.question)
+    ranked = sorted(
+        answer_windows(text, max_chars),
+        key=lambda w: -len(question_bigrams & _bigrams(text[w[0] : w[1]])),
+    )
+    return [text[s:e] for s, e in ranked[:count]]
+
+
+def evaluate_reader(
+    reader: SpanReader, examples: Sequence[Example], questions: Sequence[Question],
+    max_chars: int, windows: int = 3,
+) -> dict:
+    """The same two held-out figures through ``SpanReader`` (the exported ONNX graph)."""
+    gold: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for example in (e for e in examples if e.answer_start >= 0):
+        spans = reader.read(example.question, [example.context])
+        text = example.context[spans[0].start : spans[0].end] if spans else ""
+        scores = (span_f1(text, example.answers), span_em(text, example.answers))
+        gold[example.source].append(scores)
+        gold["all"].append(scores)
+    top: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for question in questions:
+        contexts = top_windows(question, max_chars, windows)
+        spans = reader.read(question.question, contexts)
+        text = contexts[spans[0].context][spans[0].start : spans[0].end] if spans else ""
+        scores = (span_f1(text, question.answers), span_em(text, question.answers))
+        top[question.passage.source].append(scores)
+        top["all"].append(scores)
+    return {"gold_window": _summarise(gold), "top3_windows": _summarise(top)}
 
 
 def _summarise(per_source: dict[str, list[tuple[float, float]]]) -> dict:
@@ -513,6 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="questions per source (smoke runs)")
     parser.add_argument("--cache-dir", default=ModelSettings().cache_dir)
+    parser.add_argument("--evaluate", choices=("fp32", "int8"),
+                        help="train nothing: measure the reader already in --out on the "
+                        "held-out split through onnxruntime at this precision")
     return parser
 
 
@@ -529,7 +561,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=[logging.StreamHandler(), logging.FileHandler(args.out / "training.log")],
         force=True,  # under `qa-bot train-reader` the CLI has configured logging already
     )
     started = time.perf_counter()
@@ -550,6 +581,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = random.Random(args.seed)
     train_examples = build_examples(train_q, args.max_chars, args.negatives, rng)
     held_examples = build_examples(held_q, args.max_chars, 0.0, rng)
+    if args.evaluate:
+        reader = SpanReader(
+            ReaderSettings(path=str(args.out), precision=args.evaluate, threads=args.threads,
+                           max_tokens=args.max_tokens),
+            cache_dir=Path(args.cache_dir).expanduser(),
+        )
+        figures = evaluate_reader(reader, held_examples, held_q, args.max_chars)
+        logger.info("held out through onnxruntime %s: %s", args.evaluate, json.dumps(figures))
+        print(json.dumps({"precision": args.evaluate, **figures}, indent=2))
+        return 0
 
     trainer = Trainer(args)
     pairs, targets, kept = trainer.encode(train_examples)
