@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qa_bot.answer import answer_windows
+# The answer stage's own LCS: span F1 here is CMRC's, computed the way it compares strings.
+from qa_bot.answer import _longest_common_substring, answer_windows
 from qa_bot.config import AnswerSettings, ModelSettings, ReaderSettings
 from qa_bot.model_convert import COMPLETION_MARKER, ensure_bundled_model
 from qa_bot.parsing import load_file
@@ -211,19 +212,6 @@ def token_targets(pair: EncodedPair, answer_start: int, answer_end: int) -> tupl
 
 def _normalise(text: str) -> str:
     return _PUNCTUATION.sub("", text).lower()
-
-
-def _longest_common_substring(a: str, b: str) -> int:
-    best = 0
-    previous = [0] * (len(b) + 1)
-    for char in a:
-        current = [0] * (len(b) + 1)
-        for j, other in enumerate(b, 1):
-            if char == other:
-                current[j] = previous[j - 1] + 1
-                best = max(best, current[j])
-        previous = current
-    return best
 
 
 def span_f1(prediction: str, answers: Iterable[str]) -> float:
