@@ -76,26 +76,35 @@ class EncodedPair:
 def encode_pairs(
     tokenizer: Tokenizer, question: str, contexts: Sequence[str], max_tokens: int
 ) -> list[EncodedPair]:
-    """Tokenize ``query: question`` with each context, the context truncated to fit."""
+    """Tokenize ``query: question`` with each context, the context's tail cut to fit.
+
+    The tokenizer is only read, never reconfigured, so one shared with the sentence encoder
+    (whatever its truncation and padding settings) gives the same pairs.
+    """
     prompt = QUERY_PROMPT + question.strip()[:_MAX_QUESTION_CHARS]
-    tokenizer.enable_truncation(max_length=max_tokens, strategy="only_second")
-    tokenizer.no_padding()
     encodings = tokenizer.encode_batch([(prompt, context) for context in contexts])
     pairs = []
     for encoding in encodings:
-        in_context = [sequence == 1 for sequence in encoding.sequence_ids]
+        length = sum(encoding.attention_mask)  # without padding, if the tokenizer pads
+        keep = list(range(length))
+        if length > max_tokens:  # <s> question </s></s> context… then the closing </s>
+            keep = [*keep[: max_tokens - 1], length - 1]
+        ids, tokens = encoding.ids, encoding.tokens
+        offsets, sequences = encoding.offsets, encoding.sequence_ids
+        in_context = [sequences[i] == 1 for i in keep]
         # A bare "▁" (the word-start marker before CJK text) covers no character of its own.
         candidate = [
-            inside and token != _METASPACE and end > start
-            for inside, token, (start, end) in zip(
-                in_context, encoding.tokens, encoding.offsets, strict=True
+            inside and tokens[i] != _METASPACE and offsets[i][1] > offsets[i][0]
+            for inside, i in zip(in_context, keep, strict=True)
+        ]
+        pairs.append(
+            EncodedPair(
+                [ids[i] for i in keep],
+                [offsets[i] if inside else (0, 0) for inside, i in zip(in_context, keep,
+                                                                       strict=True)],
+                candidate,
             )
-        ]
-        offsets = [
-            offset if inside else (0, 0)
-            for inside, offset in zip(in_context, encoding.offsets, strict=True)
-        ]
-        pairs.append(EncodedPair(list(encoding.ids), offsets, candidate))
+        )
     return pairs
 
 
@@ -141,7 +150,14 @@ class SpanReader:
     """Finds answer spans in candidate sentences. Config in ``__init__``, loading in ``warm_up``
     (tokenizer, trained artifacts, the ONNX graph built on first use, the onnxruntime session)."""
 
-    def __init__(self, settings: ReaderSettings, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: ReaderSettings,
+        cache_dir: Path | None = None,
+        tokenizer: Tokenizer | None = None,
+    ) -> None:
+        """``tokenizer``: the bundled model's, when the caller has it loaded already (the
+        sentence encoder's): loading tokenizer.json takes about a second; it is only read."""
         if settings.precision not in runtime.PRECISIONS:
             raise ValueError(
                 f"[reader] precision {settings.precision!r} is not one of "
@@ -153,7 +169,7 @@ class SpanReader:
         self.artifact_dir = (
             Path(settings.path).expanduser() if settings.path else packaged_reader_dir()
         )
-        self._tokenizer: Tokenizer | None = None
+        self._tokenizer: Tokenizer | None = tokenizer
         self._session: onnxruntime.InferenceSession | None = None
         self._word_table: np.ndarray | None = None
         self._pad_id = 1
@@ -178,7 +194,8 @@ class SpanReader:
             )
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         model_dir = ensure_bundled_model(self.cache_dir)
-        self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        if self._tokenizer is None:
+            self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._pad_id = int(meta.get("pad_id", 1))
         export = ensure_reader_onnx(
             self.artifact_dir, model_dir, self.cache_dir, self.settings.precision
