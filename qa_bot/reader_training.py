@@ -478,6 +478,8 @@ def evaluate_reader(
         gold[example.source].append(scores)
         gold["all"].append(scores)
     top: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    if not windows:
+        return {"gold_window": _summarise(gold)}
     for question in questions:
         contexts = top_windows(question, max_chars, windows)
         spans = reader.read(question.question, contexts)
@@ -485,7 +487,7 @@ def evaluate_reader(
         scores = (span_f1(text, question.answers), span_em(text, question.answers))
         top[question.passage.source].append(scores)
         top["all"].append(scores)
-    return {"gold_window": _summarise(gold), "top3_windows": _summarise(top)}
+    return {"gold_window": _summarise(gold), f"top{windows}_windows": _summarise(top)}
 
 
 def _summarise(per_source: dict[str, list[tuple[float, float]]]) -> dict:
@@ -578,7 +580,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            max_tokens=args.max_tokens),
             cache_dir=Path(args.cache_dir).expanduser(),
         )
-        figures = evaluate_reader(reader, held_examples, held_q, args.max_chars)
+        figures = evaluate_reader(reader, held_examples, held_q, args.max_chars,
+                                  args.top_windows)
         logger.info("held out through onnxruntime %s: %s", args.evaluate, json.dumps(figures))
         print(json.dumps({"precision": args.evaluate, **figures}, indent=2))
         return 0
