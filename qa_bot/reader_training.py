@@ -611,6 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = {k: v.to(trainer.torch.float16).contiguous()
              for k, v in trained_state(trainer.network, trainer.config).items()}
     save_file(state, str(args.out / ARTIFACT_WEIGHTS), metadata={"format": "pt"})
+    (args.out / ARTIFACT_WEIGHTS).chmod(0o644)  # safetensors writes it owner-only
     marker = json.loads((trainer.model_dir / COMPLETION_MARKER).read_text(encoding="utf-8"))
     meta = {
         "base_model": trainer.model_dir.name,
