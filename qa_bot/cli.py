@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     bot = commands.add_parser("bot", help="run the Telegram bot")
     bot.set_defaults(handler=cmd_bot)
 
+    # -- span reader training (qa_bot/reader_training.py parses its own options) --
+    train_reader = commands.add_parser(
+        "train-reader", add_help=False,
+        help="train the span reader on the dev shares (train-reader --help for its options)")
+    train_reader.set_defaults(handler=cmd_train_reader)
+
     # -- Telegram feedback (qa_bot/telegram/feedback.py) --
     feedback = commands.add_parser("feedback", help="the Telegram bot's 👍/👎 feedback")
     feedback_commands = _WithCommonOptions(feedback.add_subparsers(
@@ -134,7 +140,12 @@ def _add_answer_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train-reader":
+        args.training_options = extra  # its options are reader_training's, parsed there
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         settings = load_settings(args.config, index_dir=args.index_dir)
     except ConfigError as exc:
@@ -325,6 +336,12 @@ def cmd_train_answer(args, settings: Settings) -> int:
     from qa_bot.answer_training import run_train_command
 
     return run_train_command(args, settings)
+
+
+def cmd_train_reader(args, settings: Settings) -> int:
+    from qa_bot.reader_training import main as train_reader
+
+    return train_reader(args.training_options)
 
 
 def cmd_bot(args, settings: Settings) -> int:

@@ -86,6 +86,16 @@ class ConversationSettings:
 
 
 @dataclass(frozen=True)
+class ReaderSettings:
+    # The span reader (qa_bot/reader.py): picks the exact answer span in candidate sentences.
+    enabled: bool = True
+    path: str = ""  # folder of the trained reader; "" = the one shipped in qa_bot/data/reader
+    max_tokens: int = 128  # question + context tokens per candidate
+    precision: str = "int8"  # "int8" (dynamic quantisation) or "fp32"
+    threads: int = 0  # onnxruntime intra-op threads; 0 = one per core
+
+
+@dataclass(frozen=True)
 class TelegramSettings:
     token: str = ""  # from QA_BOT_TELEGRAM_TOKEN only; never put it in a file under git
     base_url: str = ""  # e.g. http://127.0.0.1:8081/bot for a local Bot API server
@@ -122,6 +132,7 @@ class Settings:
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
+    reader: ReaderSettings = field(default_factory=ReaderSettings)
 
     @property
     def index_path(self) -> Path:
