@@ -25,15 +25,16 @@ import re
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 # The answer stage's own LCS: span F1 here is CMRC's, computed the way it compares strings.
-from qa_bot.answer import _longest_common_substring, answer_windows
+from qa_bot.answer import answer_windows
 from qa_bot.config import AnswerSettings, ModelSettings, ReaderSettings
+from qa_bot.evaluate import span_exact_match, span_f1
 from qa_bot.model_convert import COMPLETION_MARKER, ensure_bundled_model
 from qa_bot.parsing import load_file
 from qa_bot.reader import EncodedPair, SpanReader, best_spans, encode_pairs
@@ -41,7 +42,6 @@ from qa_bot.reader_export import ARTIFACT_META, ARTIFACT_WEIGHTS
 
 logger = logging.getLogger(__name__)
 
-_PUNCTUATION = re.compile(r"[\s\W_]+", re.UNICODE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,29 +206,10 @@ def token_targets(pair: EncodedPair, answer_start: int, answer_end: int) -> tupl
     return (start, end) if start <= end else None
 
 
-# --------------------------------------------------------------------------------------------
-# Metrics (CMRC 2018 style: characters, punctuation and spaces ignored, max over gold answers)
-
-
-def _normalise(text: str) -> str:
-    return _PUNCTUATION.sub("", text).lower()
-
-
-def span_f1(prediction: str, answers: Iterable[str]) -> float:
-    scores = [0.0]
-    pred = _normalise(prediction)
-    for answer in answers:
-        gold = _normalise(answer)
-        common = _longest_common_substring(pred, gold)
-        if common:
-            precision, recall = common / len(pred), common / len(gold)
-            scores.append(2 * precision * recall / (precision + recall))
-    return max(scores)
-
-
-def span_em(prediction: str, answers: Iterable[str]) -> float:
-    pred = _normalise(prediction)
-    return float(any(pred == _normalise(answer) for answer in answers))
+def _scores(prediction: str, answers) -> tuple[float, float]:
+    """CMRC span F1 and exact match (qa_bot/evaluate.py: the one implementation)."""
+    answers = tuple(answers)
+    return span_f1(prediction, answers), float(span_exact_match(prediction, answers))
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,7 +395,7 @@ def evaluate_gold_window(trainer: Trainer, examples: Sequence[Example]) -> dict:
     per_source: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for pair, example, row in zip(pairs, kept, logits, strict=True):
         text, _ = predict(pair, example.context, row)
-        scores = (span_f1(text, example.answers), span_em(text, example.answers))
+        scores = _scores(text, example.answers)
         per_source[example.source].append(scores)
         per_source["all"].append(scores)
     return _summarise(per_source)
@@ -445,7 +426,7 @@ def evaluate_top_windows(
             best[q_index] = (score, text)
     for q_index, question in enumerate(questions):
         text = best.get(q_index, (0.0, ""))[1]
-        scores = (span_f1(text, question.answers), span_em(text, question.answers))
+        scores = _scores(text, question.answers)
         per_source[question.passage.source].append(scores)
         per_source["all"].append(scores)
     summary = _summarise(per_source)
@@ -474,7 +455,7 @@ def evaluate_reader(
     for example in (e for e in examples if e.answer_start >= 0):
         spans = reader.read(example.question, [example.context])
         text = example.context[spans[0].start : spans[0].end] if spans else ""
-        scores = (span_f1(text, example.answers), span_em(text, example.answers))
+        scores = _scores(text, example.answers)
         gold[example.source].append(scores)
         gold["all"].append(scores)
     top: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -484,7 +465,7 @@ def evaluate_reader(
         contexts = top_windows(question, max_chars, windows)
         spans = reader.read(question.question, contexts)
         text = contexts[spans[0].context][spans[0].start : spans[0].end] if spans else ""
-        scores = (span_f1(text, question.answers), span_em(text, question.answers))
+        scores = _scores(text, question.answers)
         top[question.passage.source].append(scores)
         top["all"].append(scores)
     return {"gold_window": _summarise(gold), f"top{windows}_windows": _summarise(top)}

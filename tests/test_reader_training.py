@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 
-import pytest
-
 from qa_bot.reader import EncodedPair
 from qa_bot.reader_training import (
     Passage,
@@ -13,8 +11,6 @@ from qa_bot.reader_training import (
     build_examples,
     gold_window,
     is_held_out,
-    span_em,
-    span_f1,
     token_targets,
 )
 
@@ -64,18 +60,3 @@ def test_token_targets_cover_the_answer_characters():
     assert token_targets(pair, 8, 9) == (9, 9)  # inside one token: that token
     assert token_targets(pair, -1, -1) == (0, 0)  # no answer: <s>
     assert token_targets(pair, 11, 14) is None  # truncated away
-
-
-@pytest.mark.parametrize(
-    ("prediction", "answers", "f1", "em"),
-    [
-        ("13家", ["13家"], 1.0, 1.0),
-        ("“13家”。", ["13家"], 1.0, 1.0),  # punctuation does not count
-        ("13家企业", ["13家"], 2 * 0.6 * 1.0 / 1.6, 0.0),
-        ("王建峰", ["县长王建峰", "王建峰"], 1.0, 1.0),  # best of the gold answers
-        ("", ["13家"], 0.0, 0.0),
-    ],
-)
-def test_cmrc_style_span_f1_and_em(prediction, answers, f1, em):
-    assert span_f1(prediction, answers) == pytest.approx(f1)
-    assert span_em(prediction, answers) == em
