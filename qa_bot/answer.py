@@ -57,8 +57,6 @@ _QUESTION_WORDS = frozenset((
 ))
 # Answer windows are looked for in this many of the top articles.
 _SENTENCES_FROM_HITS = 3
-# The reader reads this many of the best-scored windows.
-_READER_WINDOWS = 4
 # Anchor characters (question text beside the span) that count, at most.
 _ANCHOR_CAP = 16
 # A zone-list answer takes articles whose best window scores at least this share of the best.
@@ -327,10 +325,11 @@ class Answerer:
         if not candidates:
             return None
         ranked = sorted(candidates, key=lambda c: c.score, reverse=True)
-        if self.reader is None or (frame.kind is QuestionType.PLACE and ranked[0].span):
+        if self.reader is None or not self.settings.reader_windows or (
+                frame.kind is QuestionType.PLACE and ranked[0].span):
             best = ranked[0]
             return Evidence(best, best.span, 0.0, best.score)
-        head = ranked[:_READER_WINDOWS]
+        head = ranked[: self.settings.reader_windows]
         readings = {r.context: r for r in self.reader.read(frame.text, [c.text for c in head])}
         best_evidence: Evidence | None = None
         for index, candidate in enumerate(head):

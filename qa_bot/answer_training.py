@@ -75,7 +75,8 @@ def collect(service, questions: list[Question], held_out_share: float) -> list[S
             sample.window_features.append([candidate.features[name] for name in FEATURES])
             sample.window_labels.append(label)
         if answerer.reader is not None and candidates:
-            head = sorted(candidates, key=lambda c: c.score, reverse=True)[:4]
+            head = sorted(candidates, key=lambda c: c.score, reverse=True)[
+                : answerer.settings.reader_windows]
             readings = {r.context: r for r in answerer.reader.read(
                 frame.text, [c.text for c in head])}
             for index, candidate in enumerate(head):

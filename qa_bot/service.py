@@ -33,6 +33,7 @@ from qa_bot.embedding import Embedder, SentenceTransformerEmbedder
 from qa_bot.index import IndexMismatch, IndexStore, Snapshot, recorded_precision
 from qa_bot.lexical import LexicalTokenizer
 from qa_bot.question import QuestionType, question_type, search_text
+from qa_bot.reader import SpanReader
 from qa_bot.records import Answer, Article, Hit
 from qa_bot.retrieval import Retriever
 from qa_bot.zones import ZoneTable
@@ -83,9 +84,13 @@ class QAService:
         store: IndexStore | None = None,
         show_progress: bool = True,
         answer_model: AnswerModel | None = None,
+        reader: SpanReader | None = None,
     ) -> None:
         self.settings = settings
         self._answer_model = answer_model
+        if reader is None and settings.reader.enabled:
+            reader = SpanReader(settings.reader, cache_dir=settings.model_cache_path)
+        self.reader = reader
         self.embedder = embedder or SentenceTransformerEmbedder(settings.model, show_progress)
         self.store = store or IndexStore(settings.index_path)
         self._loaded: Loaded | None = None
@@ -96,6 +101,8 @@ class QAService:
         if self._loaded is None:
             # The model before the index: a model problem is reported before any index work.
             self.embedder.warm_up()
+            if self.reader is not None:
+                self.reader.warm_up()  # exports its ONNX graph once, on first use
             self._loaded = self._load(self.store.load())
 
     @property
@@ -136,7 +143,7 @@ class QAService:
         retriever = Retriever(self.settings.retrieval, self.embedder, snapshot, tokenizer, zones)
         answerer = Answerer(
             self.settings.answer, tokenizer, zones, document_frequency, len(snapshot),
-            model=self.answer_model,
+            model=self.answer_model, reader=self.reader,
         )
         return Loaded(snapshot, zones, retriever, answerer)
 
