@@ -336,7 +336,12 @@ class Answerer:
             reading = readings.get(index)
             reader_score = reading.score if reading else -10.0
             score = candidate.score + self.model.reader_weight * reader_score
-            span = (reading.start, reading.end) if reading and reading.end > reading.start \
+            # The reader's span where it finds an answer (score above its no-answer score);
+            # where it does not, the typed rule's, if any (measured: better on both the
+            # bulletin and CMRC than either alone).
+            read_span = (reading.start, reading.end) \
+                if reading and reading.end > reading.start else None
+            span = read_span if read_span and (reader_score > 0 or candidate.span is None) \
                 else candidate.span
             if best_evidence is None or score > best_evidence.score:
                 best_evidence = Evidence(candidate, span, reader_score, score)

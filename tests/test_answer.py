@@ -220,3 +220,28 @@ def test_a_company_question_marks_the_company_and_traditional_sums_keep_their_un
     company = answer_over(answerer, "开发区管委会和哪家公司签了约？", article)
     assert company.sentence.span_text == "包头市一禾稀土铝业科技材料有限公司"
     assert answer_over(answerer, "该项目固定资产投资多少？", article).sentence.span_text == "6億元"
+
+
+class _StubReader:
+    """A reader that always marks the same characters with a given score."""
+
+    def __init__(self, start, end, score):
+        self.start, self.end, self.score = start, end, score
+
+    def read(self, question, contexts, top=1):
+        from qa_bot.reader import ReaderSpan
+
+        return [ReaderSpan(i, self.start, self.end, self.score) for i in range(len(contexts))]
+
+
+@pytest.mark.parametrize(("score", "expected"), [
+    (5.0, "签约仪式"),  # the reader finds an answer: its span
+    (-3.0, "572亿元"),  # it does not: the typed rule's span
+])
+def test_the_reader_span_is_used_where_the_reader_finds_an_answer(answerer, score, expected):
+    reading = Answerer(answerer.settings, answerer.tokenizer, answerer.zones, answerer._df,
+                       answerer._documents, reader=_StubReader(0, 4, score))
+    sentence = "签约仪式上，17个项目集中签约，总投资572亿元。"
+    article = Article("r/1", "r", "晋中集中签约", zone="晋中市", text=sentence)
+    result = answer_over(reading, "晋中这次签约项目总投资多少亿元？", article)
+    assert result.sentence.span_text == expected
