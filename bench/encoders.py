@@ -10,10 +10,10 @@ before, sentence-transformers on torch, and onnxruntime at fp32 and int8, on the
   the `--before` checkout (or, from git, of the last commit that had it), BLAS limited to one
   thread as its embedder did.
 - Passage encode (ingest's call: batches of `[model] batch_size`, sorted by length, one thread
-  per core): chunks/s of the bench's synthetic chunks, each engine twice in the order
-  A B C C B A, mean of its two passes. Before this change ingest encoded on
-  sentence-transformers.
-- Ingest: the real `Ingestor.ingest()` of the same issues into an empty index, at fp32 and int8.
+  per core): chunks/s of the bench's synthetic chunks, the engines in turn on each slice of 64
+  chunks. Before this change ingest encoded on sentence-transformers.
+- Ingest: the real `Ingestor.ingest()` of other synthetic issues into an empty index, with the
+  embedder on torch (as before this change), at fp32 and at int8; A B C C B A.
 - Cold start: `qa-bot ask` in a fresh process on that index at each precision, and (with
   --before) the old code on the fp32 one: wall time to the first answer line, CPU time.
 - Vectors: cosine of each engine's vectors to sentence-transformers' (the reference).
@@ -159,23 +159,25 @@ def questions(engines: dict, rounds: int) -> list[dict]:
             for name, values in times.items()]
 
 
-def passages(engines: dict, texts: list[str]) -> list[dict]:
+def passages(engines: dict, texts: list[str], slice_size: int = 64) -> list[dict]:
+    """Each engine encodes the same slices of `slice_size` chunks in turn (the order rotating
+    slice by slice), so that all see the same machine load however it drifts."""
     batched = {name: fns[1] for name, fns in engines.items() if fns[1] is not None}
-    order = list(batched) + list(reversed(batched))
-    seconds: dict[str, list[float]] = {name: [] for name in batched}
-    for name in order:
-        log(f"passages: {name}")
-        started = time.perf_counter()
-        batched[name](texts)
-        seconds[name].append(time.perf_counter() - started)
-    base = len(texts) / statistics.fmean(seconds["sentence-transformers (torch)"])
-    rows = []
-    for name, values in seconds.items():
-        rate = len(texts) / statistics.fmean(values)
-        rows.append({"engine": name, "chunks": len(texts), "chunks_per_s": rate,
-                     "passes_s": " / ".join(f"{v:.1f}" for v in values),
-                     "speed-up vs torch": rate / base})
-    return rows
+    names = list(batched)
+    seconds = dict.fromkeys(names, 0.0)
+    for number, start in enumerate(range(0, len(texts), slice_size)):
+        part = texts[start : start + slice_size]
+        log(f"passages {start}–{start + len(part)} of {len(texts)}")
+        shift = number % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            batched[name](part)
+            seconds[name] += time.perf_counter() - started
+    base = len(texts) / seconds["sentence-transformers (torch)"]
+    return [{"engine": name, "chunks": len(texts), "seconds": value,
+             "chunks_per_s": len(texts) / value,
+             "speed-up vs torch": len(texts) / value / base}
+            for name, value in seconds.items()]
 
 
 def agreement(engines: dict, texts: list[str]) -> list[dict]:
@@ -189,24 +191,46 @@ def agreement(engines: dict, texts: list[str]) -> list[dict]:
     return rows
 
 
+TORCH_INGEST = "torch (before)"
+
+
 def ingests(settings, files: list[Path], scratch: Path) -> tuple[list[dict], dict]:
+    """`Ingestor.ingest()` of the same issues into empty indexes: with the embedder on torch
+    (how ingest encoded before this change), at fp32 and at int8; twice each, in the order
+    A B C C B A, mean of the two."""
     from qa_bot.embedding import SentenceTransformerEmbedder
     from qa_bot.ingest import Ingestor
 
-    rows, indexes = [], {}
-    for precision in ("fp32", "int8"):
-        index_dir = scratch / f"index-{precision}"
+    embedders = {}
+    for kind in (TORCH_INGEST, "fp32", "int8"):
+        precision = "fp32" if kind == TORCH_INGEST else kind
+        embedder = SentenceTransformerEmbedder(_with_precision(settings, precision).model,
+                                               show_progress=False)
+        if kind == TORCH_INGEST:
+            embedder._load_model()  # sentence-transformers, as warm_up did for batches before
+        else:
+            embedder.warm_up()
+        embedders[kind] = embedder
+    seconds: dict[str, list[float]] = {kind: [] for kind in embedders}
+    chunks, indexes = {}, {}
+    for run, kind in enumerate(list(embedders) + list(reversed(embedders))):
+        index_dir = scratch / f"index-{kind.split()[0]}-{run}"
         these = bench_settings(index_dir)
-        these = _with_precision(these, precision)
-        embedder = SentenceTransformerEmbedder(these.model, show_progress=False)
-        embedder.warm_up()
-        log(f"Ingestor.ingest() at {precision}")
+        these = _with_precision(these, "fp32" if kind == TORCH_INGEST else kind)
+        log(f"Ingestor.ingest(), {kind}")
         started = time.perf_counter()
-        report = Ingestor(these, embedder, show_progress=False).ingest(files)
-        seconds = time.perf_counter() - started
-        rows.append({"ingest": f"Ingestor.ingest() at {precision}", "chunks": report.chunks_total,
-                     "seconds": seconds, "chunks_per_s": report.chunks_total / seconds})
-        indexes[precision] = index_dir
+        report = Ingestor(these, embedders[kind], show_progress=False).ingest(files)
+        seconds[kind].append(time.perf_counter() - started)
+        chunks[kind] = report.chunks_total
+        if kind != TORCH_INGEST:
+            indexes[kind] = index_dir
+    base = chunks[TORCH_INGEST] / statistics.fmean(seconds[TORCH_INGEST])
+    rows = []
+    for kind, values in seconds.items():
+        rate = chunks[kind] / statistics.fmean(values)
+        rows.append({"ingest": f"Ingestor.ingest(), {kind}", "chunks": chunks[kind],
+                     "passes_s": " / ".join(f"{v:.1f}" for v in values), "chunks_per_s": rate,
+                     "speed-up vs before": rate / base})
     return rows, indexes
 
 
@@ -233,7 +257,9 @@ def cold_starts(indexes: dict, runs: int, before: Path | None) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--passages", type=int, default=400, help="about this many chunks")
+    parser.add_argument("--passages", type=int, default=320, help="about this many chunks")
+    parser.add_argument("--ingest-chunks", type=int, default=120,
+                        help="about this many chunks for the ingest runs (6 of them)")
     parser.add_argument("--rounds", type=int, default=4,
                         help=f"passes over the {len(QUESTIONS)} questions (default 4)")
     parser.add_argument("--cold-runs", type=int, default=3)
@@ -259,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = articles_for_chunks(args.passages, tokens, seed=7, with_seed=False)
         files = write_issues(scratch / "issues", rows, fmt="bulletin", include_seed=False)
         _, chunks = chunk_texts(settings, counter, files)
+        rows = articles_for_chunks(args.ingest_chunks, tokens, seed=11, with_seed=False)
+        ingest_files = write_issues(scratch / "ingest", rows, fmt="bulletin", include_seed=False)
         texts = [c.embed_text for c in chunks]
 
         log("questions")
@@ -270,22 +298,18 @@ def main(argv: list[str] | None = None) -> int:
         passage_rows = passages(engines, texts)
         print_section(f"Passage encode, {os.cpu_count()} threads, batches of "
                       f"{settings.model.batch_size} ({len(texts)} chunks, "
-                      f"{sum(map(tokens, texts)) / len(texts):.0f} tokens on average; "
-                      "passes A B C C B A):",
-                      table(passage_rows, ["engine", "chunks", "chunks_per_s", "passes_s",
+                      f"{sum(map(tokens, texts)) / len(texts):.0f} tokens on average; engines "
+                      "in turn on each slice of 64):",
+                      table(passage_rows, ["engine", "chunks", "seconds", "chunks_per_s",
                                            "speed-up vs torch"]))
         agreement_rows = agreement(engines, QUESTIONS + texts[:20])
         print_section("Vectors against sentence-transformers' (cosine, 12 questions + 20 "
                       "chunks):", table(agreement_rows, ["engine", "min_cosine", "mean_cosine"]))
-        ingest_rows, indexes = ingests(settings, files, scratch)
-        torch_rate = next(r["chunks_per_s"] for r in passage_rows
-                          if r["engine"].startswith("sentence-transformers"))
-        for row in ingest_rows:
-            row["vs torch bare encode"] = row["chunks_per_s"] / torch_rate
+        ingest_rows, indexes = ingests(settings, ingest_files, scratch)
         print_section("Ingest (parse … write) into an empty index; before this change it "
                       "encoded on torch (target: int8 ≥ 1.6× before, fp32 no slower):",
-                      table(ingest_rows, ["ingest", "chunks", "seconds", "chunks_per_s",
-                                          "vs torch bare encode"]))
+                      table(ingest_rows, ["ingest", "chunks", "passes_s", "chunks_per_s",
+                                          "speed-up vs before"]))
         cold_rows = cold_starts(indexes, args.cold_runs, args.before)
         print_section(f"Cold start: `qa-bot ask \"{QUESTIONS[0]}\"` on that index "
                       f"({args.cold_runs} runs; target ≤ 1.5 s to the first answer line):",

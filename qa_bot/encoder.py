@@ -287,6 +287,7 @@ def ensure_export(folder: Path, target: Path, fingerprint: str, precision: str) 
 
     folder, target = Path(folder), Path(target)
     graph = graph_path(target, precision)
+
     def exported() -> bool:
         return _export_is_current(target, fingerprint) and graph_path(target, "fp32").is_file()
 

@@ -168,3 +168,62 @@ def test_pruned_tokenizer_cuts_exactly_as_the_full_one(tmp_path):
     assert again._full is None
     assert again.ids(["мир"]) == [full.encode("мир").ids]  # another script: the full one
     assert again._full is not None
+
+
+def _tiny_sentence_transformer(folder):
+    """A 2-layer BERT with random weights and the tiny Unigram vocabulary, saved as a
+    sentence-transformers folder (mean pooling, Normalize): another model than the bundled one."""
+    from transformers import BertConfig, BertModel
+
+    folder.mkdir(parents=True)
+    _tiny_unigram(folder / "tokenizer.json")
+    config = BertConfig(vocab_size=24, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, pad_token_id=1)
+    BertModel(config).eval().save_pretrained(folder)
+    files = {
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "",
+             "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling",
+             "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize",
+             "type": "sentence_transformers.models.Normalize"},
+        ],
+        "1_Pooling/config.json": {"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True},
+        "sentence_bert_config.json": {"max_seq_length": 64, "do_lower_case": False},
+        "tokenizer_config.json": {
+            "tokenizer_class": "PreTrainedTokenizerFast", "pad_token": "<pad>",
+            "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "model_max_length": 64,
+        },
+    }
+    for name, content in files.items():
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_text(json.dumps(content))
+    (folder / "2_Normalize").mkdir()
+    return folder
+
+
+@pytest.mark.slow
+def test_any_mean_pooling_model_is_exported_once_and_matches_sentence_transformers(tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    folder = _tiny_sentence_transformer(tmp_path / "tiny")
+    texts = ["广灵开发区是开发区", "ab 广灵", "мир", "x"]
+    target = encoder.export_dir_for(folder, "sha256:one", tmp_path / "cache")
+    assert target == folder / "onnx"  # beside the model when the folder is writable
+    encoder.ensure_export(folder, target, "sha256:one", "int8")
+    assert {p.name for p in target.iterdir()} >= {"model-fp32.onnx", "model-int8.onnx",
+                                                   "export.json", "word_embeddings.npy"}
+    theirs = SentenceTransformer(str(folder), device="cpu").encode(texts, normalize_embeddings=True)
+    ours = encoder.OnnxEncoder(folder, target, "fp32").encode(texts, batch_size=3)
+    assert np.abs(ours - theirs).max() < 1e-5
+    int8 = encoder.OnnxEncoder(folder, target, "int8", preload_threads=1).encode(texts)
+    assert np.einsum("ij,ij->i", int8, theirs).min() > 0.95
+
+    graph = target / "model-fp32.onnx"
+    stamp = graph.stat().st_mtime_ns
+    encoder.ensure_export(folder, target, "sha256:one", "fp32")
+    assert graph.stat().st_mtime_ns == stamp  # the same weights: nothing is exported again
+    encoder.ensure_export(folder, target, "sha256:two", "fp32")
+    assert graph.stat().st_mtime_ns != stamp  # other weights: exported again
+    assert not (target / "model-int8.onnx").exists()  # and the old int8 graph is gone
