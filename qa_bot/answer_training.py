@@ -60,7 +60,9 @@ def split_of(question: Question, held_out_share: float) -> str:
     return "held-out" if bucket < held_out_share else "train"
 
 
-def collect(service, questions: list[Question], held_out_share: float) -> list[Sample]:
+def collect(
+    service, questions: list[Question], held_out_share: float, teaches_declining: bool = True
+) -> list[Sample]:
     loaded = service.loaded
     answerer = loaded.answerer
     articles = loaded.snapshot.articles
@@ -68,7 +70,8 @@ def collect(service, questions: list[Question], held_out_share: float) -> list[S
     for question in questions:
         frame = analyse(question.text)
         hits = loaded.retriever.search(question.text, k=10)
-        sample = Sample(split_of(question, held_out_share), question.answerable)
+        sample = Sample(split_of(question, held_out_share), question.answerable,
+                        teaches_declining)
         candidates = answerer.candidates(frame, hits, articles)
         for candidate in candidates:
             label = _holds_answer(question, candidate)
@@ -85,6 +88,9 @@ def collect(service, questions: list[Question], held_out_share: float) -> list[S
                 sample.reader_pairs.append((
                     [candidate.features[name] for name in FEATURES],
                     reading.score if reading else -10.0, label))
+        samples.append(sample)
+        if not teaches_declining:
+            continue  # its confidence rows would not be used: spare the reader's time
         sample.confidence_rows.append((_confidence_row(answerer, frame, hits, articles),
                                        int(question.answerable)))
         if question.answerable:
@@ -93,7 +99,6 @@ def collect(service, questions: list[Question], held_out_share: float) -> list[S
             if others:
                 sample.confidence_rows.append((_confidence_row(answerer, frame, others, articles),
                                                0))
-        samples.append(sample)
     return samples
 
 
@@ -244,9 +249,8 @@ def run_train_command(args, settings: Settings) -> int:
                             answer_model=AnswerModel())
         service.warm_up()
         questions = load_questions(Path(questions_path))
-        collected = collect(service, questions, args.held_out)
         teaches = any(not q.answerable for q in questions)
-        samples.extend(replace(sample, teaches_declining=teaches) for sample in collected)
+        samples.extend(collect(service, questions, args.held_out, teaches))
         print(f"{questions_path}: {len(questions)} questions collected", file=sys.stderr)
     model, threshold, report = fit(samples, args.seed)
     save(model, threshold, report, Path(args.out))
