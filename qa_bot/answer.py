@@ -343,9 +343,20 @@ class Answerer:
                 if reading and reading.end > reading.start else None
             span = read_span if read_span and (reader_score > 0 or candidate.span is None) \
                 else candidate.span
+            if span is not None and span is read_span:
+                span = self._typed_within(frame, candidate.text, span)
             if best_evidence is None or score > best_evidence.score:
                 best_evidence = Evidence(candidate, span, reader_score, score)
         return best_evidence
+
+    def _typed_within(
+        self, frame: QuestionFrame, text: str, span: tuple[int, int]
+    ) -> tuple[int, int]:
+        """A number or date question's span trimmed to the number or date the reader's span
+        holds (13家，其中已投产4家 → 13家): the reader finds where, the type says how much."""
+        if frame.kind not in (QuestionType.NUMBER, QuestionType.DATE):
+            return span
+        return typed_span(frame.kind, text, frame.text, [], within=span) or span
 
     def confidence(self, evidence: Evidence, hits: list[Hit]) -> float:
         """0–1: how likely the chosen window answers the question."""

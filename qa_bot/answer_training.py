@@ -89,17 +89,30 @@ def collect(
                     [candidate.features[name] for name in FEATURES],
                     reading.score if reading else -10.0, label))
         samples.append(sample)
-        if not teaches_declining:
-            continue  # its confidence rows would not be used: spare the reader's time
+    return samples
+
+
+def collect_confidence(
+    service, questions: list[Question], samples: list[Sample], window_model: AnswerModel
+) -> None:
+    """Confidence rows, with the windows chosen as the learned window model will choose them
+    (its scores are one of the features, so they must be on the same scale as at answer time):
+    each question as asked, and each answerable one again with its article gone — what the bot
+    sees when the corpus lacks the answer."""
+    loaded = service.loaded
+    answerer = loaded.answerer
+    answerer.model = window_model
+    articles = loaded.snapshot.articles
+    for question, sample in zip(questions, samples, strict=True):
+        frame = analyse(question.text)
+        hits = loaded.retriever.search(question.text, k=10)
         sample.confidence_rows.append((_confidence_row(answerer, frame, hits, articles),
                                        int(question.answerable)))
         if question.answerable:
-            # The same question with its article gone: what the bot sees when the corpus lacks it.
             others = [h for h in hits if not is_gold(question, h.chunk.article_id, h.chunk.title)]
             if others:
                 sample.confidence_rows.append((_confidence_row(answerer, frame, others, articles),
                                                0))
-    return samples
 
 
 def _holds_answer(question: Question, candidate) -> int:
@@ -120,7 +133,8 @@ def _confidence_row(answerer, frame, hits, articles) -> list[float]:
     return [values[name] for name in CONFIDENCE_FEATURES]
 
 
-def fit(samples: list[Sample], seed: int) -> tuple[AnswerModel, float, dict]:
+def fit_windows(samples: list[Sample], seed: int) -> AnswerModel:
+    """Window weights (which window holds the answer) and the reader's weight beside them."""
     from sklearn.linear_model import LogisticRegression
 
     train = [s for s in samples if s.split == "train"]
@@ -141,13 +155,28 @@ def fit(samples: list[Sample], seed: int) -> tuple[AnswerModel, float, dict]:
         # Scale so the window score keeps its own units: reader weight relative to it.
         reader_weight = float(stage.coef_[0][1] / max(stage.coef_[0][0], 1e-6))
 
+    return AnswerModel(window_weights=window_weights, reader_weight=reader_weight)
+
+
+def fit(samples: list[Sample], seed: int) -> tuple[AnswerModel, float, dict]:
+    """Both models from samples whose confidence rows are already collected."""
+    return fit_confidence(samples, fit_windows(samples, seed), seed)
+
+
+def fit_confidence(
+    samples: list[Sample], window_model: AnswerModel, seed: int
+) -> tuple[AnswerModel, float, dict]:
+    """The confidence model and its threshold; the report on the held-out share."""
+    from sklearn.linear_model import LogisticRegression
+
+    train = [s for s in samples if s.split == "train"]
     rows = [r for s in train if s.teaches_declining for r in s.confidence_rows]
     xc = np.array([r for r, _ in rows])
     yc = np.array([label for _, label in rows])
     confidence = LogisticRegression(C=1.0, max_iter=2000, random_state=seed).fit(xc, yc)
     model = AnswerModel(
-        window_weights=window_weights,
-        reader_weight=reader_weight,
+        window_weights=window_model.window_weights,
+        reader_weight=window_model.reader_weight,
         confidence_weights=dict(zip(CONFIDENCE_FEATURES,
                                     (float(w) for w in confidence.coef_[0]), strict=True)),
         confidence_bias=float(confidence.intercept_[0]),
@@ -168,9 +197,9 @@ def fit(samples: list[Sample], seed: int) -> tuple[AnswerModel, float, dict]:
         },
         "train_questions": len(train),
         "held_out_questions": len(samples) - len(train),
-        "window_rows": len(y),
+        "window_rows": sum(len(s.window_labels) for s in train),
         "confidence_rows": len(yc),
-        "reader_rows": len(pairs),
+        "reader_rows": sum(len(s.reader_pairs) for s in train),
     }
     return model, threshold, report
 
@@ -231,6 +260,7 @@ def run_train_command(args, settings: Settings) -> int:
     np.random.seed(args.seed)
     embedder = SentenceTransformerEmbedder(settings.model, show_progress=True)
     samples: list[Sample] = []
+    declining_sets = []  # (service, questions, their samples): phase 2
     for spec in args.set:
         questions_path, _, corpus = spec.partition("=")
         if not corpus:
@@ -250,9 +280,15 @@ def run_train_command(args, settings: Settings) -> int:
         service.warm_up()
         questions = load_questions(Path(questions_path))
         teaches = any(not q.answerable for q in questions)
-        samples.extend(collect(service, questions, args.held_out, teaches))
+        collected = collect(service, questions, args.held_out, teaches)
+        samples.extend(collected)
+        if teaches:
+            declining_sets.append((service, questions, collected))
         print(f"{questions_path}: {len(questions)} questions collected", file=sys.stderr)
-    model, threshold, report = fit(samples, args.seed)
+    window_model = fit_windows(samples, args.seed)
+    for service, questions, collected in declining_sets:
+        collect_confidence(service, questions, collected, window_model)
+    model, threshold, report = fit_confidence(samples, window_model, args.seed)
     save(model, threshold, report, Path(args.out))
     print(json.dumps({"out": str(args.out), "min_confidence": threshold, **report},
                      ensure_ascii=False))

@@ -72,10 +72,12 @@ def typed_span(
     question: str,
     zone_names: list[str],
     people: list[tuple[int, int]] = (),
+    within: tuple[int, int] | None = None,
 ) -> tuple[int, int] | None:
     """Where in the sentence the kind of thing the question asks for is, or None.
 
     `people`: the names in the sentence (`person_spans` of its article, shifted), for 谁.
+    `within`: only a number or date inside these offsets (the reader's span) counts.
     """
     if kind is QuestionType.PERSON:
         if not people:
@@ -102,7 +104,8 @@ def typed_span(
     simplified = to_simplified(sentence)
     text = simplified if len(simplified) == len(sentence) else sentence
     # What the question already says is not the answer (第19次 asked as 第19次会议).
-    spans = [m.span() for m in pattern.finditer(text) if m.group() not in question]
+    spans = [m.span() for m in pattern.finditer(text) if m.group() not in question
+             and (within is None or (within[0] <= m.start() and m.end() <= within[1]))]
     if not spans:
         return None
     if kind is QuestionType.DATE:
