@@ -76,6 +76,10 @@ def stages(settings, embedder, files: list[Path], chunks, vectors) -> list[dict]
         return result
 
     articles = timed("parse files", lambda: [a for p in files for a in load_file(p)[0]])
+    pdfs = _as_pdfs(files)  # rendering is not timed: only reading them back is ingest's work
+    if pdfs:
+        timed("(the same issues as two-column PDFs: parse)",
+              lambda: [a for p in pdfs for a in load_file(p)[0]])
     timed("chunk (sentences, token counts)", lambda: chunk_texts(settings, embedder, files))
     model_tokenizer = embedder.model.tokenizer
     slow = type("Counter", (), {"count_tokens": staticmethod(
@@ -101,6 +105,17 @@ def stages(settings, embedder, files: list[Path], chunks, vectors) -> list[dict]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return rows
+
+
+def _as_pdfs(files: list[Path]) -> list[Path]:
+    """The issues rendered as two-column PDFs next to them (needs reportlab, a dev tool)."""
+    try:
+        from tests.format_fixtures import render_pdf
+    except ImportError:
+        log("reportlab not installed: PDF parse time not measured")
+        return []
+    return [render_pdf(path.read_text(encoding="utf-8"), path.with_suffix(".pdf"), columns=2)
+            for path in files]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,140 +1,156 @@
-"""From hits to an answer: the sentence that answers, its key span, or a plain decline.
+"""From hits to an answer: the words that answer, the sentence around them, or a decline.
 
-The answer sentence is chosen among the sentences of the top articles by how much of the
-question it covers (IDF-weighted tokens and character bigrams; words that only name the zone
-or repeat the article's title count less, since every sentence of the article is "about" them),
-whether it holds what the question type asks for (多少 → a number with its unit, 谁 → a person,
-哪天 → a date, 哪里 → a place) and how well its article ranked.
-
-Declining uses the same evidence: a question about a zone the corpus never mentions, or too
-little of the question's own content found in the best article.
+1. A question about the article itself (谁写的, 哪家报纸登的, 哪一期) is answered from the top
+   article's parsed fields: byline names, outlet, zone, issue, title.
+2. Otherwise candidate windows (a sentence, or two neighbouring ones) of the top articles are
+   scored by a linear model over features — IDF-weighted coverage of the question, character
+   bigram overlap, whether the window holds what the question type asks for and how close it
+   stands to the question's words, the article's rank — with weights learned from the dev data
+   (`qa-bot train-answer`, stored in qa_bot/data/answer_model.json).
+3. The span reader (a small extractive model, qa_bot/reader.py), when loaded, reads the best
+   windows and marks the exact span; its score joins the window's. Without it, typed rules
+   (qa_bot/spans.py) mark the span.
+4. Confidence (a logistic model over the same evidence, the dense match included) decides
+   whether to answer; a question about a zone the corpus never mentions, or an answer from
+   another zone than the one asked about, is declined.
+5. A question asking which zones did something (哪些开发区…) is answered with one cited item
+   per article that says it.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
-from enum import Enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 from qa_bot.chinese import sentence_spans, to_simplified
 from qa_bot.config import AnswerSettings
 from qa_bot.lexical import LexicalTokenizer
+from qa_bot.question import (
+    ArticleField,
+    QuestionFrame,
+    QuestionType,
+    analyse,
+    question_type,
+    search_text,
+)
 from qa_bot.records import Answer, AnswerSentence, Article, Hit
+from qa_bot.spans import ROLE_WORDS, anchor_length, person_spans, role_holders, typed_span
 from qa_bot.zones import ZoneTable, place_of
 
-
-class QuestionType(Enum):
-    NUMBER = "number"
-    PERSON = "person"
-    DATE = "date"
-    PLACE = "place"
-    OTHER = "other"
-
-
-def _alternatives(*words: str) -> str:
-    return "|".join(words)
-
-
-# Order matters: 哪一年 is a date question although 年 could read as a quantity.
-_TYPE_CUES: list[tuple[QuestionType, re.Pattern]] = [
-    (QuestionType.DATE, re.compile(_alternatives(
-        "哪天", "哪一天", "什么时候", "何时", "哪一?年", "哪个月", "几月", "几号", "几日",
-        "什么时间", "日期", "哪年", "何年", "哪个时期"))),
-    (QuestionType.PERSON, re.compile(_alternatives(
-        "谁", "哪位", "何人", "什么人", "哪些人", "姓名", "名字", "哪两位", "哪几位"))),
-    (QuestionType.NUMBER, re.compile(_alternatives(
-        "多少", "第几", "几[个家项次名份种条座台辆倍年天岁人万亿]", "多大", "多长", "多高",
-        "多远", "多重", "多久", "比例", "百分之", "多快"))),
-    (QuestionType.PLACE, re.compile(_alternatives(
-        "哪里", "哪儿", "何处", "什么地方", "哪个(?:开发区|园区|县|市|区|省|城市|国家|地区|地方)",
-        "哪些(?:开发区|园区|地方|地区|国家|城市)", "在哪", "去哪", "哪座", "哪国"))),
-]
-
-_UNITS = _alternatives(
-    "万吨", "吨", "亿元", "万元", "元", "平方公里", "平方米", "m²", "公顷", "亩", "千米", "公里",
-    "米", "%", "％", "个", "家", "项", "次", "名", "人", "份", "年", "天", "月", "种", "条",
-    "座", "台", "辆", "倍", "期", "批", "栋", "幢", "层", "届", "位", "所", "场", "岁", "分",
-    "秒", "小时", "周", "支", "本", "部", "架", "艘", "件", "户", "亿", "万")
-_NUMBER_SPAN = re.compile(
-    r"(?:第)?(?:\d[\d.,，]*|[一二三四五六七八九十两百千万亿零〇]+)(?:[万亿千百]+)?(?:余|多)?"
-    rf"(?:{_UNITS})"
-    r"|\d[\d.,]*"
-)
-_DATE_SPAN = re.compile(
-    r"\d{4}年(?:\d{1,2}月)?(?:\d{1,2}日)?|\d{1,2}月\d{1,2}日(?:上午|下午|晚)?"
-    r"|\d{1,2}月(?:份|底|初|中旬|上旬|下旬)?|(?:[一二三四五六七八九十]+|\d+)世纪(?:\d+年代)?"
-)
-_ROLE_WORDS = (
-    "书记", "主任", "市长", "县长", "区长", "局长", "院长", "主席", "董事长", "总经理", "经理",
-    "讲师", "教授", "专家", "培训师", "厅长", "部长", "处长", "科长", "委员", "总裁", "校长",
-    "主持人", "记者", "队长", "负责人", "总统", "首相", "总理", "国王", "皇帝", "作者", "导演",
-    "教练", "球员", "演员", "歌手", "画家", "诗人", "作家", "主编", "秘书长", "代表")
-# What a person named in news does right after the name (李俊胜主持, 丁小强深入).
-_PERSON_ACTIONS = tuple((
-    "主持", "带队", "出席", "强调", "指出", "表示", "讲话", "担任", "出任", "当选", "参加", "深入",
-    "走进", "介绍", "要求", "调研", "率队", "参观", "发表", "提出", "认为", "说"))
-_HAN_NAME = re.compile(r"[\u4e00-\u9fff·]{2,4}")
-# Characters after a role word looked at for the name of who holds it (县长|徐计连).
-_NAME_REACH = 6
-_PLACE_SPAN = re.compile(
-    r"[\u4e00-\u9fff]{2,8}?(?:经济技术开发区|经济开发区|开发区|经开区|园区|省|市|县|镇|村|州|国)"
-)
-_NOT_WORD = re.compile(r"[^\w]")
-
-_TYPE_PATTERNS = {
-    QuestionType.NUMBER: _NUMBER_SPAN,
-    QuestionType.DATE: _DATE_SPAN,
-    QuestionType.PLACE: _PLACE_SPAN,
-}
+__all__ = ["AnswerModel", "Answerer", "QuestionType", "answer_windows", "question_type"]
 
 # How much a question word counts when it only names the zone or repeats the title.
 _CONTEXT_WEIGHT = 0.3
 _HAS_WORD_CHAR = re.compile(r"[0-9a-z\u3400-\u9fff]")
+_NOT_WORD = re.compile(r"[^\w]")
 _QUESTION_WORDS = frozenset((
     "什么", "哪些", "哪个", "哪家", "哪位", "哪里", "哪儿", "哪天", "多少", "几个", "几家", "怎样",
     "怎么", "如何", "为什么", "是否", "有没有", "是不是", "什么样", "哪一", "哪种", "何时", "多久",
     "多大", "多长", "多高", "哪两位", "哪几位", "请问", "一下", "这个", "那个", "这次", "我们",
-    "他们", "可以", "能够", "的是", "了吗",
+    "他们", "可以", "能够", "的是", "了吗", "为啥", "那边", "这边", "那家", "那条", "那个",
 ))
-# Score for a sentence holding what the question type asks for; more for the zone itself.
-_SPAN_BONUS = 0.3
-_ZONE_SPAN_BONUS = 0.5
-# Per character of question text standing right beside the span, up to a cap.
-_ANCHOR_BONUS = 0.05
-_ANCHOR_CAP = 8
-_ANCHOR_REACH = 12
-# Confidence kept when the answer comes from another zone than the one the question names.
-_OTHER_ZONE_FACTOR = 0.5
-# Answer sentences are looked for in this many of the top articles.
+# Answer windows are looked for in this many of the top articles.
 _SENTENCES_FROM_HITS = 3
+# Anchor characters (question text beside the span) that count, at most.
+_ANCHOR_CAP = 16
+# A zone-list answer takes articles whose best window scores at least this share of the best.
+_LIST_SHARE = 0.8
+_MAX_LIST_ITEMS = 6
+# How much retrieval rank counts against title overlap when finding the article asked about.
+_TITLE_RANK_WEIGHT = 0.3
+
+DEFAULT_MODEL_PATH = Path(__file__).parent / "data" / "answer_model.json"
+FEATURES = ("coverage", "bigram", "typed_span", "anchor", "rank_prior", "length", "lead")
+CONFIDENCE_FEATURES = ("article_coverage", "sentence_coverage", "dense", "dense_margin",
+                       "window_score", "reader", "missing_rare")
 
 
-def question_type(question: str) -> QuestionType:
-    text = to_simplified(question)
-    for kind, cue in _TYPE_CUES:
-        if cue.search(text):
-            return kind
-    return QuestionType.OTHER
+@dataclass(frozen=True)
+class AnswerModel:
+    """Linear weights for window scoring and a logistic model for confidence.
+
+    The defaults are the hand-set values the first version used; `qa-bot train-answer` learns
+    both from dev questions and writes them to a JSON file.
+    """
+
+    window_weights: dict[str, float] = field(default_factory=lambda: {
+        "coverage": 1.0, "bigram": 0.5, "typed_span": 0.3, "anchor": 0.4, "rank_prior": 0.4,
+        "length": -0.1, "lead": 0.0})
+    reader_weight: float = 0.0
+    confidence_weights: dict[str, float] = field(default_factory=lambda: {
+        "article_coverage": 0.45, "sentence_coverage": 0.25, "dense": 0.30, "dense_margin": 0.0,
+        "window_score": 0.0, "reader": 0.0, "missing_rare": 0.0})
+    confidence_bias: float = 0.0
+    logistic: bool = False  # False: the default weights are a plain weighted sum
+    min_confidence: float = 0.35
+
+    @classmethod
+    def load(cls, path: Path) -> AnswerModel:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(
+            window_weights=data["window_weights"],
+            reader_weight=data.get("reader_weight", 0.0),
+            confidence_weights=data["confidence_weights"],
+            confidence_bias=data["confidence_bias"],
+            logistic=True,
+            min_confidence=data["min_confidence"],
+        )
+
+    def window_score(self, features: dict[str, float]) -> float:
+        return sum(self.window_weights.get(name, 0.0) * value for name, value in features.items())
+
+    def confidence(self, evidence: dict[str, float]) -> float:
+        total = self.confidence_bias + sum(
+            self.confidence_weights.get(name, 0.0) * value for name, value in evidence.items())
+        return 1 / (1 + math.exp(-total)) if self.logistic else total
+
+
+class SpanReading(Protocol):
+    context: int
+    start: int
+    end: int
+    score: float
+
+
+class SpanReader(Protocol):
+    def read(self, question: str, contexts: list[str], top: int = 1) -> list[SpanReading]: ...
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One answer window of one of the top articles, with the evidence for it."""
+
+    text: str
+    hit: Hit
+    hit_rank: int
+    features: dict[str, float]
+    span: tuple[int, int] | None  # the typed-rule span, offsets in text
+    sentence_coverage: float
+    article_coverage: float
+    score: float
+    # The rarest question word the article lacks (its idf over the largest possible): a missing
+    # 碳化硅衬底 says the article is not about what is asked, however close it reads.
+    missing_rare: float = 0.0
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """Why a sentence was chosen, and how sure the choice is."""
+    """The chosen window and span, and the figures confidence is computed from."""
 
-    sentence: str
-    hit: Hit
+    candidate: Candidate
     span: tuple[int, int] | None
-    sentence_coverage: float  # weighted share of the question found in the sentence
-    article_coverage: float  # weighted share of the question found in the whole article
+    reader_score: float
     score: float
-    has_terms: bool = True  # False when the question had no content word to look for
 
 
 class Answerer:
-    """Chooses the answer sentence among the top hits, or declines."""
+    """Chooses the answer span and sentence among the top hits, or declines."""
 
     def __init__(
         self,
@@ -143,10 +159,15 @@ class Answerer:
         zones: ZoneTable,
         document_frequency: Counter,
         documents: int,
+        model: AnswerModel | None = None,
+        reader: SpanReader | None = None,
     ) -> None:
         self.settings = settings
         self.tokenizer = tokenizer
         self.zones = zones
+        self.model = model or AnswerModel()
+        self.reader = reader
+        self.min_confidence = settings.min_confidence or self.model.min_confidence
         self._df = document_frequency
         self._documents = max(documents, 1)
         self._zone_words = {to_simplified(word) for word in zones.words()}
@@ -161,26 +182,222 @@ class Answerer:
         df = self._documents / 10 if stopword else self._df.get(token, 0)
         return math.log(1 + (self._documents - df + 0.5) / (df + 0.5))
 
+    # -- the answer ---------------------------------------------------------------------------
     def answer(self, question: str, hits: list[Hit], articles: dict[str, Article]) -> Answer:
         if not hits:
             return Answer(question, None, [], "索引中还没有文章")
         unknown = self.zones.unknown_mentions(question)
         if unknown:
             return Answer(question, None, hits, f"公报中没有关于{'、'.join(unknown)}的内容")
-        evidence = self.best_sentence(question, hits, articles)
-        confidence = self.confidence(evidence, hits[0])
+        frame = analyse(question)
+        if frame.about_article is not None:
+            field_answer = self.article_field_answer(
+                frame, self.described_article(frame, hits), articles)
+            if field_answer is not None:
+                return Answer(question, field_answer, hits)
+        candidates = self.candidates(frame, hits, articles)
+        evidence = self.choose(frame, candidates)
+        if evidence is None:
+            return Answer(question, None, hits, "没有足够相关的段落")
+        confidence = self.confidence(evidence, hits)
         named_zones = self.zones.find(question)
-        if evidence is not None and named_zones and evidence.hit.chunk.zone not in named_zones:
+        if named_zones and evidence.candidate.hit.chunk.zone not in named_zones:
             # The question is about one zone and the best we found is about another.
-            confidence *= _OTHER_ZONE_FACTOR
-        if evidence is None or confidence < self.settings.min_confidence:
+            confidence *= self.settings.other_zone_factor
+        if confidence < self.min_confidence:
             return Answer(question, None, hits, "没有足够相关的段落")
         sentence = AnswerSentence(
-            evidence.sentence, evidence.hit.chunk, evidence.span, round(confidence, 4)
+            evidence.candidate.text, evidence.candidate.hit.chunk, evidence.span,
+            round(confidence, 4),
         )
-        return Answer(question, sentence, hits)
+        items = self.zone_list(frame, sentence, evidence, candidates) if frame.wants_zone_list \
+            else []
+        return Answer(question, sentence, hits, items=items)
 
-    # -- evidence ---------------------------------------------------------------------------
+    # -- questions about the article itself ---------------------------------------------------
+    def described_article(self, frame: QuestionFrame, hits: list[Hit]) -> Hit:
+        """The hit whose title and zone the question describes (长治大抓项目那篇 → 长治大抓项目
+        推进高质量发展): a question about an article names it by its headline, so among the
+        top articles the one whose title shares most of its words wins, rank breaking ties."""
+        asked = _bigrams(search_text(frame.text))
+        top_score = hits[0].score or 1.0
+        firsts: dict[str, Hit] = {}
+        for hit in hits:
+            firsts.setdefault(hit.chunk.article_id, hit)
+            if len(firsts) == _SENTENCES_FROM_HITS:
+                break
+        return max(firsts.values(), key=lambda hit: (
+            _overlap(asked, _bigrams(hit.chunk.zone + hit.chunk.title))
+            + _TITLE_RANK_WEIGHT * hit.score / top_score))
+
+    def article_field_answer(
+        self, frame: QuestionFrame, top: Hit, articles: dict[str, Article]
+    ) -> AnswerSentence | None:
+        """A line built from the top article's own field, the answering words bold; None when
+        the article lacks that field (a Wikipedia passage has no byline: its text answers)."""
+        article = articles.get(top.chunk.article_id)
+        if article is None:
+            return None
+        wanted = frame.about_article
+        outlet = _outlet_in(article.byline)
+        if wanted is ArticleField.OUTLET and not outlet:
+            wanted = ArticleField.BYLINE
+        if wanted is ArticleField.BYLINE:
+            if not article.byline:
+                return None
+            # The people's names; an organisation byline (no names) answers as printed.
+            key = "、".join(article.byline_names) or article.byline
+            text = f"署名：{key}（原文署名“{article.byline}”）" if key != article.byline \
+                else f"署名：{key}"
+            source = "byline"
+        elif wanted is ArticleField.OUTLET:
+            key, text, source = outlet, f"来源：{outlet}（原文署名“{article.byline}”）", "outlet"
+        elif wanted is ArticleField.ZONE:
+            if not article.zone:
+                return None
+            key, text, source = article.zone, f"这篇稿件来自{article.zone}", "zone"
+        elif wanted is ArticleField.ISSUE:
+            key = article.issue
+            text = f"刊登于{key}" + (f"（{article.date}）" if article.date else "")
+            source = "issue"
+        else:
+            key, text, source = article.title, f"标题：{article.title}", "title"
+        start = text.index(key)
+        return AnswerSentence(text, top.chunk, (start, start + len(key)), 1.0, source)
+
+    # -- candidate windows --------------------------------------------------------------------
+    def candidates(
+        self, frame: QuestionFrame, hits: list[Hit], articles: dict[str, Article]
+    ) -> list[Candidate]:
+        question = frame.text
+        question_bigrams = _bigrams(question)
+        top_score = hits[0].score or 1.0
+        found: list[Candidate] = []
+        seen_articles: set[str] = set()
+        for hit in hits:
+            if len(seen_articles) == _SENTENCES_FROM_HITS:
+                break
+            if hit.chunk.article_id in seen_articles:
+                continue
+            seen_articles.add(hit.chunk.article_id)
+            hit_rank = len(seen_articles) - 1
+            article = articles.get(hit.chunk.article_id)
+            text = article.text if article else hit.chunk.text
+            weights = self._weights(question, article)
+            article_coverage = _coverage(weights, text)
+            missing_rare = self._missing_rare(weights, text)
+            # Within the article, naming its zone again tells nothing about the sentence.
+            sentence_weights = {
+                token: weight for token, weight in weights.items() if token not in self._zone_words
+            }
+            holders = role_holders(
+                [token for token in sentence_weights if token.endswith(ROLE_WORDS)], text,
+                self.tokenizer,
+            )
+            context_bigrams = _bigrams(f"{article.zone}{article.title}") if article else set()
+            key_bigrams = question_bigrams - context_bigrams or question_bigrams
+            rank_prior = hit.score / top_score
+            zone_names = _zone_names(article.zone if article else hit.chunk.zone)
+            people = person_spans(text, question, self.tokenizer) \
+                if frame.kind is QuestionType.PERSON else []
+            for start, end in answer_windows(text, self.settings.max_sentence_chars):
+                sentence = text[start:end]
+                coverage = _coverage(sentence_weights, sentence, holders)
+                inside = [(a - start, b - start) for a, b in people if start <= a and b <= end]
+                span = typed_span(frame.kind, sentence, question, zone_names, inside)
+                anchor = anchor_length(sentence, span, question) if span else 0
+                features = {
+                    "coverage": coverage,
+                    "bigram": _overlap(key_bigrams, _bigrams(sentence)),
+                    "typed_span": 1.0 if span else 0.0,
+                    "anchor": min(anchor, _ANCHOR_CAP) / _ANCHOR_CAP,
+                    "rank_prior": rank_prior,
+                    "length": min(len(sentence) / 200, 1.0),
+                    "lead": 1.0 if start == 0 else 0.0,
+                }
+                found.append(Candidate(
+                    sentence, hit, hit_rank, features, span, coverage, article_coverage,
+                    self.model.window_score(features), missing_rare,
+                ))
+        return found
+
+    def choose(self, frame: QuestionFrame, candidates: list[Candidate]) -> Evidence | None:
+        if not candidates:
+            return None
+        ranked = sorted(candidates, key=lambda c: c.score, reverse=True)
+        if self.reader is None or not self.settings.reader_windows or (
+                frame.kind is QuestionType.PLACE and ranked[0].span):
+            best = ranked[0]
+            return Evidence(best, best.span, 0.0, best.score)
+        head = ranked[: self.settings.reader_windows]
+        readings = {r.context: r for r in self.reader.read(frame.text, [c.text for c in head])}
+        best_evidence: Evidence | None = None
+        for index, candidate in enumerate(head):
+            reading = readings.get(index)
+            reader_score = reading.score if reading else -10.0
+            score = candidate.score + self.model.reader_weight * reader_score
+            # The reader's span where it finds an answer (score above its no-answer score);
+            # where it does not, the typed rule's, if any (measured: better on both the
+            # bulletin and CMRC than either alone).
+            read_span = (reading.start, reading.end) \
+                if reading and reading.end > reading.start else None
+            span = read_span if read_span and (reader_score > 0 or candidate.span is None) \
+                else candidate.span
+            if best_evidence is None or score > best_evidence.score:
+                best_evidence = Evidence(candidate, span, reader_score, score)
+        return best_evidence
+
+    def confidence(self, evidence: Evidence, hits: list[Hit]) -> float:
+        """0–1: how likely the chosen window answers the question."""
+        return self.model.confidence(self.confidence_evidence(evidence, hits))
+
+    def confidence_evidence(self, evidence: Evidence, hits: list[Hit]) -> dict[str, float]:
+        dense_scores = sorted(
+            (h.dense_score for h in hits if h.dense_score is not None), reverse=True)
+        dense = dense_scores[0] if dense_scores else 0.0
+        margin = dense - dense_scores[1] if len(dense_scores) > 1 else 0.0
+        has_terms = evidence.candidate.article_coverage > 0 or bool(
+            evidence.candidate.features.get("coverage"))
+        return {
+            "article_coverage": evidence.candidate.article_coverage if has_terms else 0.0,
+            "sentence_coverage": evidence.candidate.sentence_coverage,
+            "dense": min(max((dense - 0.78) / 0.12, 0.0), 1.0),
+            "dense_margin": min(margin / 0.05, 1.0),
+            "window_score": evidence.score,
+            "reader": max(min(evidence.reader_score / 10, 1.0), -1.0),
+            "missing_rare": evidence.candidate.missing_rare,
+        }
+
+    # -- list answers -------------------------------------------------------------------------
+    def zone_list(
+        self, frame: QuestionFrame, first: AnswerSentence, evidence: Evidence,
+        candidates: list[Candidate],
+    ) -> list[AnswerSentence]:
+        """哪些开发区…: the best window of each other top article that says it as well as the
+        best one does, each cited; the zone is the item."""
+        best_by_article: dict[str, Candidate] = {}
+        for candidate in candidates:
+            article_id = candidate.hit.chunk.article_id
+            if article_id not in best_by_article or \
+                    candidate.score > best_by_article[article_id].score:
+                best_by_article[article_id] = candidate
+        items = [first]
+        zones = {first.chunk.zone}
+        for article_id, candidate in sorted(
+            best_by_article.items(), key=lambda item: item[1].score, reverse=True
+        ):
+            chunk = candidate.hit.chunk
+            if article_id == first.chunk.article_id or chunk.zone in zones or not chunk.zone:
+                continue
+            if candidate.score < _LIST_SHARE * evidence.candidate.score:
+                continue
+            zones.add(chunk.zone)
+            items.append(AnswerSentence(candidate.text, chunk, None, round(candidate.score, 4)))
+            if len(items) == _MAX_LIST_ITEMS:
+                break
+        return items if len(items) > 1 else []
+
+    # -- evidence helpers ---------------------------------------------------------------------
     def _weights(self, question: str, article: Article | None) -> dict[str, float]:
         """IDF weight of each question token, lowered for words that name a zone or the title:
         they tell which article, not which sentence of it."""
@@ -192,6 +409,11 @@ class Answerer:
                 weight *= _CONTEXT_WEIGHT
             weights[token] = weight
         return weights
+
+    def _missing_rare(self, weights: dict[str, float], text: str) -> float:
+        simplified = to_simplified(text).lower()
+        missing = [w for token, w in weights.items() if token not in simplified]
+        return max(missing, default=0.0) / self.idf("\x00")
 
     def _question_words(self, question: str) -> set[str]:
         """Content words of the question, each once (precise mode: 负责人, not 负责/责人 too).
@@ -207,156 +429,16 @@ class Answerer:
         }
         return {w for w in words if len(w) >= 2 and _HAS_WORD_CHAR.search(w)} - _QUESTION_WORDS
 
-    def best_sentence(
-        self, question: str, hits: list[Hit], articles: dict[str, Article]
-    ) -> Evidence | None:
-        kind = question_type(question)
-        question_bigrams = _bigrams(question)
-        simplified_question = to_simplified(question)
-        top_score = hits[0].score or 1.0
-        best: Evidence | None = None
-        for hit in hits[:_SENTENCES_FROM_HITS]:
-            article = articles.get(hit.chunk.article_id)
-            text = article.text if article else hit.chunk.text
-            weights = self._weights(question, article)
-            article_coverage = _coverage(weights, text)
-            # Within the article, naming its zone again tells nothing about the sentence.
-            sentence_weights = {
-                token: weight for token, weight in weights.items() if token not in self._zone_words
-            }
-            holders = self._role_holders(
-                [token for token in sentence_weights if token.endswith(_ROLE_WORDS)], text
-            )
-            context_bigrams = _bigrams(f"{article.zone}{article.title}") if article else set()
-            key_bigrams = question_bigrams - context_bigrams or question_bigrams
-            rank_prior = hit.score / top_score
-            zone_names = self._zone_names(article.zone if article else hit.chunk.zone)
-            for start, end in answer_windows(text, self.settings.max_sentence_chars):
-                sentence = text[start:end]
-                coverage = _coverage(sentence_weights, sentence, holders)
-                bigram = _overlap(key_bigrams, _bigrams(sentence))
-                span, span_bonus = self._span(kind, sentence, simplified_question, zone_names)
-                if span:
-                    span_bonus += _ANCHOR_BONUS * min(
-                        _anchor_length(sentence, span, simplified_question), _ANCHOR_CAP
-                    )
-                score = (
-                    coverage
-                    + 0.5 * bigram
-                    + span_bonus
-                    + 0.4 * rank_prior
-                    - 0.1 * min(len(sentence) / 200, 1.0)
-                )
-                if best is None or score > best.score:
-                    best = Evidence(
-                        sentence, hit, span, coverage, article_coverage, score, bool(weights)
-                    )
-        return best
 
-    def confidence(self, evidence: Evidence | None, top: Hit) -> float:
-        """0–1: how likely the chosen sentence answers the question."""
-        if evidence is None:
-            return 0.0
-        dense = top.dense_score if top.dense_score is not None else 0.0
-        dense_evidence = min(max((dense - 0.78) / 0.12, 0.0), 1.0)
-        if not evidence.has_terms:
-            return dense_evidence
-        return (
-            0.45 * evidence.article_coverage
-            + 0.25 * evidence.sentence_coverage
-            + 0.30 * dense_evidence
-        )
-
-    def _zone_names(self, zone: str) -> list[str]:
-        """The zone's full name and its place name, longest first, as printed in text."""
-        return [name for name in (zone, place_of(zone)) if len(name) >= 2] if zone else []
-
-    def _span(
-        self, kind: QuestionType, sentence: str, question: str, zone_names: list[str]
-    ) -> tuple[tuple[int, int] | None, float]:
-        """Where in the sentence the kind of thing the question asks for is, and its bonus."""
-        if kind is QuestionType.PERSON:
-            span = self._person_span(sentence, question)
-            return span, _SPAN_BONUS if span else 0.0
-        if kind is QuestionType.PLACE:
-            # "哪个园区…" is mostly answered by the zone the article is about.
-            for name in zone_names:
-                position = to_simplified(sentence).find(to_simplified(name))
-                if position >= 0 and name not in question:
-                    return (position, position + len(name)), _ZONE_SPAN_BONUS
-        pattern = _TYPE_PATTERNS.get(kind)
-        if pattern is not None:
-            for match in pattern.finditer(sentence):
-                # What the question already says is not the answer (第19次 asked as 第19次会议).
-                if match.group() not in question:
-                    return match.span(), _SPAN_BONUS
-        return None, 0.0
-
-    def _person_span(self, sentence: str, question: str) -> tuple[int, int] | None:
-        """A name: the word after a role (副市长|李哲) or before an action (李俊胜|主持)."""
-        words = self.tokenizer.segment(sentence)
-        offsets = [0]
-        for word in words:
-            offsets.append(offsets[-1] + len(word))
-        for i, word in enumerate(words):
-            end = _name_end(words, i)
-            if end is None or word in question:
-                continue
-            after_role = i > 0 and words[i - 1].endswith(_ROLE_WORDS)
-            before_action = end < len(words) and words[end].startswith(_PERSON_ACTIONS)
-            if after_role or before_action:
-                return offsets[i], offsets[end]
-        return None
-
-    def _role_holders(self, roles: list[str], text: str) -> dict[str, set[str]]:
-        """Who holds each role in the article (县长 → 徐计连, from 县长徐计连出席): news names
-        the role once and the person after, so 县长提出了哪些要求 is answered by 徐计连强调…"""
-        holders: dict[str, set[str]] = {}
-        for role in roles:
-            for match in re.finditer(re.escape(role), text):
-                words = self.tokenizer.segment(text[match.end() : match.end() + _NAME_REACH])
-                end = _name_end(words, 0) if words else None
-                if end is not None:
-                    holders.setdefault(role, set()).add("".join(words[:end]))
-        return holders
+def _zone_names(zone: str) -> list[str]:
+    """The zone's full name and its place name, longest first, as printed in text."""
+    return [name for name in (zone, place_of(zone)) if len(name) >= 2] if zone else []
 
 
-def _name_end(words: list[str], i: int) -> int | None:
-    """Where a personal name starting at words[i] ends (exclusive), or None if it is none."""
-    word = words[i]
-    if not _HAN_NAME.fullmatch(word) or word.endswith(_ROLE_WORDS):
-        return None
-    # jieba may split an unknown given name (李俊|胜): take up one more character.
-    end = i + 1
-    if (end < len(words) and len(words[end]) == 1 and len(word) < 3
-            and _HAN_NAME.fullmatch(word + words[end])
-            and (end + 1 == len(words) or words[end + 1].startswith(_PERSON_ACTIONS))):
-        end += 1
-    return end
-
-
-def _anchor_length(sentence: str, span: tuple[int, int], question: str) -> int:
-    """How much of the question stands right next to the span (再生金属企业|13家): the
-    answer to "有多少家再生金属企业" sits beside those words, not beside just 企业."""
-    start, end = span
-    before = to_simplified(sentence[max(0, start - _ANCHOR_REACH) : start])
-    after = to_simplified(sentence[end : end + _ANCHOR_REACH])
-    return _longest_common_substring(before, question) + _longest_common_substring(
-        after, question
-    )
-
-
-def _longest_common_substring(a: str, b: str) -> int:
-    best = 0
-    previous = [0] * (len(b) + 1)
-    for char in a:
-        current = [0] * (len(b) + 1)
-        for j, other in enumerate(b, start=1):
-            if char == other:
-                current[j] = previous[j - 1] + 1
-                best = max(best, current[j])
-        previous = current
-    return best
+def _outlet_in(byline: str) -> str:
+    """The outlet a byline credits (文章来源：晋中日报 → 晋中日报), or ""."""
+    match = re.search(r"(?:文章来源|来源|稿源|转载自|原载)[：:]\s*([^）)\s]+)", byline or "")
+    return match.group(1) if match else ""
 
 
 def answer_units(text: str, max_chars: int) -> list[tuple[int, int]]:
@@ -404,3 +486,4 @@ def _bigrams(text: str) -> set[str]:
 
 def _overlap(question: set[str], sentence: set[str]) -> float:
     return len(question & sentence) / len(question) if question else 0.0
+

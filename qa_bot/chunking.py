@@ -66,6 +66,7 @@ class SentenceChunker:
                 zone=article.zone,
                 byline=article.byline,
                 date=article.date,
+                byline_names=article.byline_names,
             )
             for ordinal, (start, end) in enumerate(self._pack(pieces, budget))
         ]

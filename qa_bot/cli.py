@@ -28,12 +28,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "or QA_BOT_INDEX_DIR)")
     parser.add_argument("--config", type=Path, help="settings file (default: config/qa-bot.toml)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # The same options after the command (`qa-bot ingest corpus/ --index-dir D`): SUPPRESS keeps
+    # a value given before the command unless the command repeats it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--index-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
+    commands = _WithCommonOptions(
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), common)
 
-    ingest = commands.add_parser("ingest", help="add or update issues (bulletin .txt or .jsonl)")
+    ingest = commands.add_parser(
+        "ingest", help="add or update issues (.txt/.md, .pdf, .docx, .html, .jsonl)")
     ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     ingest.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     ingest.set_defaults(handler=cmd_ingest)
+
+    parse = commands.add_parser(
+        "parse", help="show what ingest would make of issue files, touching no index")
+    parse.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    parse.add_argument("--json", action="store_true",
+                       help="print a JSON list of articles (file, issue, title, zone, byline, "
+                       "byline_names, warnings…)")
+    parse.set_defaults(handler=cmd_parse)
 
     remove = commands.add_parser("remove", help="remove an issue from the index")
     remove.add_argument("issue")
@@ -64,16 +81,36 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--retriever", choices=("hybrid", "dense", "bm25", "all"),
                           default="hybrid", help="'all' compares the three side by side")
     evaluate.add_argument("--limit", type=int, help="only the first N questions")
+    evaluate.add_argument("--details", type=Path, metavar="FILE",
+                          help="write one JSON row per question (gold, rank, sentence, span…)")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd_eval)
+
+    train = commands.add_parser(
+        "train-answer", help="learn the answer stage's window weights and confidence")
+    train.add_argument("--set", action="append", required=True, metavar="QUESTIONS=CORPUS",
+                       help="a question set and its corpus (comma-separated paths); repeatable")
+    train.add_argument("--work-dir", default="/tmp/qa-bot-train-answer",
+                       help="where each set's index is built (kept for the next run)")
+    train.add_argument("--held-out", type=float, default=0.2,
+                       help="share of gold articles/passages held out (not trained on)")
+    train.add_argument("--seed", type=int, default=13)
+    train.add_argument("--out", default="qa_bot/data/answer_model.json")
+    train.set_defaults(handler=cmd_train_answer)
 
     bot = commands.add_parser("bot", help="run the Telegram bot")
     bot.set_defaults(handler=cmd_bot)
 
+    # -- span reader training (qa_bot/reader_training.py parses its own options) --
+    train_reader = commands.add_parser(
+        "train-reader", add_help=False,
+        help="train the span reader on the dev shares (train-reader --help for its options)")
+    train_reader.set_defaults(handler=cmd_train_reader)
+
     # -- Telegram feedback (qa_bot/telegram/feedback.py) --
     feedback = commands.add_parser("feedback", help="the Telegram bot's 👍/👎 feedback")
-    feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True,
-                                                metavar="ACTION")
+    feedback_commands = _WithCommonOptions(feedback.add_subparsers(
+        dest="feedback_command", required=True, metavar="ACTION"), common)
     export = feedback_commands.add_parser(
         "export", help="👍 rows as eval rows (qa-bot eval FILE); 👎 rows to --review")
     export.add_argument("--out", type=Path, help="eval rows (JSONL; default: stdout)")
@@ -85,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _WithCommonOptions:
+    """Subcommand parsers that also accept the global options (after the command name)."""
+
+    def __init__(self, subparsers, common: argparse.ArgumentParser) -> None:
+        self.subparsers = subparsers
+        self.common = common
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        return self.subparsers.add_parser(name, parents=[self.common], **kwargs)
+
+
 def _add_answer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", type=int, help="number of passages (default from config)")
     parser.add_argument("--zone", help="only this zone (full or short name)")
@@ -92,7 +140,12 @@ def _add_answer_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train-reader":
+        args.training_options = extra  # its options are reader_training's, parsed there
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         settings = load_settings(args.config, index_dir=args.index_dir)
     except ConfigError as exc:
@@ -154,6 +207,45 @@ def cmd_ingest(args, settings: Settings) -> int:
     return _print_report(_ingestor(settings, args.quiet).ingest(args.paths))
 
 
+def cmd_parse(args, settings: Settings) -> int:
+    """Article by article: zone │ title │ byline │ paragraphs │ warnings. No index, no model."""
+    from qa_bot.parsing.preview import article_rows, preview
+
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"qa-bot: error: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_ERROR
+    files, skipped = preview(args.paths)
+    for path in skipped:
+        print(f"skipped: {path}: not an issue file", file=sys.stderr)
+    for parsed in files:
+        if parsed.refusal is not None:
+            print(f"refused: {parsed.refusal}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(article_rows(files), ensure_ascii=False, indent=1))
+    else:
+        _print_parsed(files)
+    return EXIT_PARTIAL if any(parsed.refusal for parsed in files) else EXIT_OK
+
+
+def _print_parsed(files) -> None:
+    for parsed in files:
+        if parsed.refusal is not None:
+            continue
+        print(f"{parsed.path}: {len(parsed.articles)} articles "
+              f"(issue {parsed.articles[0].issue})")
+        for problem in parsed.file_warnings:
+            print(f"  warning: {problem}")
+        print("  zone │ title │ byline │ paragraphs │ warnings")
+        for article, warnings in zip(parsed.articles, parsed.warnings, strict=True):
+            byline = article.byline or "—"
+            if article.byline_names and " ".join(article.byline_names) != article.byline:
+                byline += f" [{'、'.join(article.byline_names)}]"
+            notes = "; ".join(p.message for p in warnings) or "—"
+            print(f"  {article.zone or '—'} │ {article.title} │ {byline} │ "
+                  f"{len(article.paragraphs)} │ {notes}")
+
+
 def cmd_remove(args, settings: Settings) -> int:
     return _print_report(_ingestor(settings, quiet=True).remove_issue(args.issue))
 
@@ -190,7 +282,8 @@ def cmd_ask(args, settings: Settings) -> int:
     if args.json:
         print(answer_json(answer))
     else:
-        print(answer_text(answer, color=sys.stdout.isatty()))
+        print(answer_text(answer, color=sys.stdout.isatty(),
+                          passage_min_ratio=settings.answer.passage_min_ratio))
     return EXIT_OK
 
 
@@ -239,10 +332,27 @@ def cmd_eval(args, settings: Settings) -> int:
     return run_eval_command(args, settings)
 
 
+def cmd_train_answer(args, settings: Settings) -> int:
+    from qa_bot.answer_training import run_train_command
+
+    return run_train_command(args, settings)
+
+
+def cmd_train_reader(args, settings: Settings) -> int:
+    from qa_bot.reader_training import main as train_reader
+
+    return train_reader(args.training_options)
+
+
 def cmd_bot(args, settings: Settings) -> int:
+    from qa_bot.telegram.app import TelegramUnreachable
     from qa_bot.telegram_bot import run_bot
 
-    return run_bot(settings)
+    try:
+        return run_bot(settings)
+    except TelegramUnreachable as exc:
+        print(f"qa-bot: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def cmd_feedback_export(args, settings: Settings) -> int:

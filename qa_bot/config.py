@@ -66,9 +66,36 @@ class RetrievalSettings:
 
 @dataclass(frozen=True)
 class AnswerSettings:
-    # Below this confidence the bot declines and lists the nearest titles instead.
-    min_confidence: float = 0.35
+    # Below this confidence the bot declines and lists the nearest titles instead;
+    # 0 = the threshold trained with the answer model.
+    min_confidence: float = 0.0
+    # Learned window weights and confidence (`qa-bot train-answer`); "" = the bundled ones.
+    model_path: str = ""
     max_sentence_chars: int = 160
+    # Confidence kept when the answer comes from another zone than the one the question names.
+    other_zone_factor: float = 0.5
+    # Best-scored answer windows the span reader reads (each costs about one encode of ~80
+    # tokens; bench/query_path.py); 0 = typed rules only.
+    reader_windows: int = 3
+    passage_min_ratio: float = 0.4  # passages shown under an answer score ≥ this × the first
+
+
+@dataclass(frozen=True)
+class ConversationSettings:
+    """Follow-up questions (qa_bot/conversation.py)."""
+
+    idle_seconds: float = 1800.0  # a conversation is forgotten after this long without a message
+    max_conversations: int = 10_000  # kept in memory; the least recently used dropped first
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    # The span reader (qa_bot/reader.py): picks the exact answer span in candidate sentences.
+    enabled: bool = True
+    path: str = ""  # folder of the trained reader; "" = the one shipped in qa_bot/data/reader
+    max_tokens: int = 128  # question + context tokens per candidate
+    precision: str = "int8"  # "int8" (dynamic quantisation) or "fp32"
+    threads: int = 0  # onnxruntime intra-op threads; 0 = one per core
 
 
 @dataclass(frozen=True)
@@ -107,6 +134,8 @@ class Settings:
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    conversation: ConversationSettings = field(default_factory=ConversationSettings)
+    reader: ReaderSettings = field(default_factory=ReaderSettings)
 
     @property
     def index_path(self) -> Path:

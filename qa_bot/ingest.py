@@ -27,15 +27,16 @@ from qa_bot.index import (
     recorded_precision,
 )
 from qa_bot.lexical import LexicalIndex, LexicalTokenizer
-from qa_bot.parsing import InputError, load_file
+from qa_bot.parsing import INPUT_SUFFIXES, InputError, expand_paths, load_file  # noqa: F401
 from qa_bot.records import Article, Chunk, SourceProblem
 from qa_bot.zones import ZoneTable
 
 log = logging.getLogger(__name__)
 
+# What BM25 tokens are made of (Chunk.lexical_text); a change re-tokenizes kept chunks.
+LEXICAL_TEXT = "zone title text byline_names"
 # An HNSW graph is rebuilt when the ids of removed chunks it still holds exceed this share.
 TOMBSTONE_REBUILD_FRACTION = 0.1
-INPUT_SUFFIXES = {".txt", ".md", ".jsonl", ".json", ".ndjson"}  # compared in lower case
 
 
 @dataclass
@@ -71,27 +72,6 @@ class IngestReport:
         )
 
 
-def expand_paths(paths: Iterable[Path], skipped: list[Path] | None = None) -> list[Path]:
-    """Files as given; directories expand to their bulletin/JSONL files, sorted.
-
-    Other files found in a directory are appended to `skipped` (hidden ones are not: .git,
-    .DS_Store and the like are no one's issue).
-    """
-    files: list[Path] = []
-    for path in paths:
-        if not path.is_dir():
-            files.append(path)
-            continue
-        for found in sorted(p for p in path.rglob("*") if p.is_file()):
-            if any(part.startswith(".") for part in found.relative_to(path).parts):
-                continue
-            if found.suffix.lower() in INPUT_SUFFIXES:
-                files.append(found)
-            elif skipped is not None:
-                skipped.append(found)
-    return files
-
-
 class Ingestor:
     """Keeps an index directory in step with the issues given to it."""
 
@@ -118,7 +98,8 @@ class Ingestor:
         skipped: list[Path] = []
         files = expand_paths(paths, skipped)
         report.warnings.extend(
-            SourceProblem(str(path), 0, "skipped: not an issue file (.txt, .md, .jsonl, .json)")
+            SourceProblem(str(path), 0, "skipped: not an issue file "
+                          "(.txt, .md, .pdf, .docx, .html, .jsonl, .json)")
             for path in skipped
         )
         for path in files:
@@ -274,6 +255,7 @@ class Ingestor:
         tokenizer = LexicalTokenizer(zones.words())
         same_tokens = previous is not None and (
             previous.manifest.lexical.get("signature") == tokenizer.signature()
+            and previous.manifest.lexical.get("text") == LEXICAL_TEXT
         )
 
         # Kept chunks: ids, vectors and (when the tokenizer is unchanged) tokens as they were.
@@ -285,7 +267,7 @@ class Ingestor:
         ids = previous.ids[kept_rows] if previous else np.zeros(0, dtype=np.int64)
         tokens: list[list[str]] = (
             [previous.tokens[row] for row in kept_rows] if previous and same_tokens else
-            tokenizer.tokenize_many(c.embed_text for c in chunks)
+            tokenizer.tokenize_many(c.lexical_text for c in chunks)
         )
 
         fresh = [a for a in articles if a.article_id not in reusable]
@@ -305,7 +287,7 @@ class Ingestor:
 
         all_chunks = chunks + new_chunks
         all_ids = np.concatenate([ids, new_ids])
-        all_tokens = tokens + tokenizer.tokenize_many(c.embed_text for c in new_chunks)
+        all_tokens = tokens + tokenizer.tokenize_many(c.lexical_text for c in new_chunks)
         dimension = self._dimension(previous)
         dense_entry, dense_index = self._dense(previous, ids, new_vectors, new_ids, dimension)
         all_vectors = None
@@ -418,7 +400,8 @@ class Ingestor:
         return Manifest(
             model=model_entry,
             chunker=self._chunker_settings(),
-            lexical={"signature": tokenizer.signature(), "user_words": tokenizer.user_words},
+            lexical={"signature": tokenizer.signature(), "user_words": tokenizer.user_words,
+                     "text": LEXICAL_TEXT},
             dense={"kind": "flat"},
             issues=issues,
         )

@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
+
 from qa_bot.config import RetrievalSettings
 from qa_bot.embedding import Embedder
 from qa_bot.index import Snapshot
@@ -74,6 +76,12 @@ def fuse(
     return fused
 
 
+def _merged(ranked: list[tuple[int, float]], extra: list[tuple[int, float]]):
+    """`ranked` followed by the rows of `extra` it lacks, best first (a row appears once)."""
+    seen = {row for row, _ in ranked}
+    return ranked + sorted(((r, s) for r, s in extra if r not in seen), key=lambda x: -x[1])
+
+
 class Retriever:
     """Finds the passages of a snapshot that best match a question."""
 
@@ -90,11 +98,22 @@ class Retriever:
         self.snapshot = snapshot
         self.tokenizer = tokenizer
         self.zones = zones
+        self._article_rows: dict | None = None  # article id → its chunk rows, built on first use
 
     def search(
-        self, question: str, k: int | None = None, zone: str | None = None, mode: str = "hybrid"
+        self,
+        question: str,
+        k: int | None = None,
+        zone: str | None = None,
+        mode: str = "hybrid",
+        include_article: str | None = None,
     ) -> list[Hit]:
-        """Best chunk of each of the top-k articles, best first."""
+        """Best chunk of each of the top-k articles, best first.
+
+        `include_article` (the article a conversation is about): its best chunk is looked for
+        among that article's chunks too, and appended after the k hits when it is not among
+        them, so the caller can put it first without a second query.
+        """
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; choose one of {MODES}")
         k = k or self.settings.top_k
@@ -118,7 +137,40 @@ class Retriever:
         best = self._best_per_article(candidates)
         if mode == "hybrid" and not named_zones:
             best = self._keep_champions(best, [dense[:1], lexical[:1]])
-        return [self._hit(candidate) for candidate in best[:k]]
+        shown = best[:k]
+        if include_article and all(self._article(c) != include_article for c in shown):
+            # Scored in a second fusion, so the k hits stay exactly those of the question alone.
+            extra = self._article_candidate(include_article, dense, lexical, query_tokens,
+                                            query_vector if dense else None, mode, zone)
+            shown += [extra] if extra is not None else []
+        return [self._hit(candidate) for candidate in shown]
+
+    def _article_candidate(self, article_id, dense, lexical, query_tokens, query_vector,
+                           mode, zone) -> Candidate | None:
+        """The best candidate of one article, its own chunks searched too."""
+        rows = self._rows_of_article(article_id)
+        if zone is not None or not rows.size:
+            return None
+        if query_vector is not None:
+            dense = _merged(dense, self.snapshot.dense_search(query_vector, rows.size, rows))
+        if mode in ("hybrid", "bm25"):
+            lexical = _merged(lexical, self.snapshot.lexical.search(query_tokens, rows.size,
+                                                                    rows))
+        fused = fuse(dense, lexical, self.settings, len(query_tokens))
+        return next((c for c in fused if self._article(c) == article_id), None)
+
+    def _article(self, candidate: Candidate) -> str:
+        return self.snapshot.chunks[candidate.row].article_id
+
+    def _rows_of_article(self, article_id: str):
+        if self._article_rows is None:
+            by_article: dict[str, list[int]] = {}
+            for row, chunk in enumerate(self.snapshot.chunks):
+                by_article.setdefault(chunk.article_id, []).append(row)
+            self._article_rows = {
+                article: np.array(rows, dtype=np.int64) for article, rows in by_article.items()
+            }
+        return self._article_rows.get(article_id, np.array([], dtype=np.int64))
 
     def _prefer_zones(self, candidates: list[Candidate], zones: set[str]) -> list[Candidate]:
         boost = 1.0 + self.settings.zone_boost

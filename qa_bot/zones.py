@@ -81,6 +81,10 @@ class ZoneTable:
         """Every name and alias of at least 2 characters, for jieba's user dictionary."""
         return sorted(name for name in self._canonical_of if len(name) >= 2)
 
+    def aliases_by_length(self) -> list[str]:
+        """Every name and alias (simplified), longest first."""
+        return list(self._by_length)
+
     def canonical(self, name: str) -> str | None:
         return self._canonical_of.get(to_simplified(name.strip()))
 

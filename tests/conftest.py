@@ -32,13 +32,16 @@ def make_settings(index_dir: Path, **overrides):
     """Settings for a test: defaults, the shared model cache, and an index dir of its own."""
     from dataclasses import replace
 
-    from qa_bot.config import ModelSettings, Settings
+    from qa_bot.config import ModelSettings, ReaderSettings, Settings
 
     cache_dir = os.environ.get("QA_BOT_MODEL_CACHE", "~/.cache/qa-bot/models")
     settings = Settings(
         index_dir=str(index_dir),
         zone_aliases=str(REPO_ROOT / "config" / "zones.toml"),
         model=ModelSettings(cache_dir=cache_dir),
+        # The span reader is a real part of the answer path; tests of other parts (fake
+        # embedders, faults) leave it out, the seed service and reader tests turn it on.
+        reader=ReaderSettings(enabled=False),
     )
     return replace(settings, **overrides) if overrides else settings
 
@@ -66,8 +69,9 @@ def seed_index_dir(tmp_path_factory, embedder) -> Path:
 
 @pytest.fixture(scope="session")
 def seed_service(seed_index_dir, embedder):
+    from qa_bot.config import ReaderSettings
     from qa_bot.service import QAService
 
-    service = QAService(make_settings(seed_index_dir), embedder=embedder)
+    service = QAService(make_settings(seed_index_dir, reader=ReaderSettings()), embedder=embedder)
     service.warm_up()
     return service

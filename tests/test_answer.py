@@ -8,6 +8,7 @@ from qa_bot.answer import Answerer, QuestionType, answer_windows, question_type
 from qa_bot.config import AnswerSettings
 from qa_bot.lexical import LexicalTokenizer
 from qa_bot.records import Article, Chunk, Hit
+from qa_bot.spans import role_holders
 from qa_bot.zones import ZoneTable
 
 ARTICLES = [
@@ -132,5 +133,115 @@ def test_a_role_in_the_question_finds_the_person_holding_it(answerer):
     answer = answerer.answer("县长对化工园区认定工作提出了哪些要求？",
                              [Hit(chunk, score=1.0, dense_score=0.9)], {"i/3": article})
     assert "安全等级评定复核" in answer.sentence.text
-    assert answerer._role_holders(["县长", "书记"], text) == {"县长": {"徐计连"}}
-    assert answerer._role_holders(["县长"], "会上，县长") == {}  # the role ends the text
+    assert role_holders(["县长", "书记"], text, answerer.tokenizer) == {"县长": {"徐计连"}}
+    assert role_holders(["县长"], "会上，县长", answerer.tokenizer) == {}  # the role ends the text
+
+
+# -- the answer stage of issue 10: article fields, spans tied to the question, lists -------------
+SIGNING = Article(
+    "j/1", "j", "晋中集中签约17个项目", zone="晋中市", byline="记者 刘少伟 实习生 康书维",
+    byline_names=("刘少伟", "康书维"),
+    text="本刊讯 2月27日，晋中市举行招商引资项目集中签约仪式，17个项目集中签约，总投资572亿元。\n"
+         "今年晋中全年招商引资任务为1500亿元，此次签约占全年任务的38.1%。")
+TALKS = Article(
+    "j/2", "j", "与康泰生物考察团举行工作会谈", zone="晋中市", byline="文章来源：晋中日报",
+    text="本刊讯 晋中市长常书铭与康泰生物考察团举行工作会谈。考察团由郑海发带队。")
+WIKI = Article(
+    "w/1", "w", "张居正 (小说)",
+    text="《张居正》是熊召政创作的长篇历史小说。作者熊召政为此修改了2558处。")
+
+
+def answer_over(answerer, question, *articles, dense=0.9):
+    hits = []
+    for rank, a in enumerate(articles):
+        chunk = Chunk(a.article_id, 0, a.text, 0, len(a.text), a.issue, a.title, a.zone, a.byline)
+        hits.append(Hit(chunk, score=1.0 - 0.1 * rank, dense_score=dense))
+    return answerer.answer(question, hits, {a.article_id: a for a in articles})
+
+
+def test_who_wrote_it_is_answered_by_the_byline_names(answerer):
+    result = answer_over(answerer, "晋中签约那条稿子是谁采写的？", SIGNING, TALKS)
+    assert result.sentence.source == "byline"
+    assert result.sentence.span_text == "刘少伟、康书维"
+    assert "记者 刘少伟 实习生 康书维" in result.sentence.text  # the byline as printed, cited
+    assert result.sentence.chunk.article_id == "j/1"
+
+
+def test_which_paper_printed_it_is_answered_by_the_outlet(answerer):
+    result = answer_over(answerer, "康泰生物会谈那篇，最早是哪家报纸登的？", TALKS, SIGNING)
+    assert (result.sentence.source, result.sentence.span_text) == ("outlet", "晋中日报")
+
+
+def test_an_author_inside_a_passage_without_byline_is_read_from_the_text(answerer):
+    result = answer_over(answerer, "《张居正》这篇文章的作者是谁？", WIKI)
+    assert result.sentence.source == "passage"
+    assert "熊召政" in result.sentence.text
+
+
+@pytest.mark.parametrize(("question", "span"), [
+    ("晋中这次签约项目总投资多少亿元？", "572亿元"),  # not 2月 nor 17个, the first in sight
+    ("晋中全年招商引资任务是多少？", "1500亿元"),
+    ("此次签约占全年任务的比例是多少？", "38.1%"),
+])
+def test_the_number_is_the_one_tied_to_the_question_words(answerer, question, span):
+    assert answer_over(answerer, question, SIGNING, TALKS).sentence.span_text == span
+
+
+def test_which_zones_is_answered_with_each_zone_cited(answerer):
+    first = Article("k/1", "k", "侯马开发区召开调度会", zone="侯马经济开发区",
+                    text="本刊讯 6月12日，侯马经济开发区召开项目建设调度会。")
+    second = Article("k/2", "k", "临汾开发区召开调度会", zone="临汾经济开发区",
+                     text="本刊讯 6月13日，临汾经济开发区召开项目建设调度会。")
+    other = Article("k/3", "k", "广灵再生金属", zone="广灵经济技术开发区",
+                    text="本刊讯 广灵经济技术开发区发展再生金属产业。")
+    zones = ZoneTable.build([first.zone, second.zone, other.zone])
+    tokenizer = LexicalTokenizer(zones.words())
+    df = Counter()
+    for article in (first, second, other):
+        df.update(set(tokenizer.tokenize(article.text)))
+    local = Answerer(AnswerSettings(), tokenizer, zones, df, 3)
+    result = answer_over(local, "哪些开发区召开了项目建设调度会？", first, second, other)
+    assert [item.chunk.zone for item in result.items] == ["侯马经济开发区", "临汾经济开发区"]
+    assert result.sentence == result.items[0]
+
+
+def test_the_article_asked_about_is_the_one_whose_headline_the_question_names(answerer):
+    """Retrieval may rank another article of the same place first; the headline decides."""
+    result = answer_over(answerer, "康泰生物工作会谈那篇稿子是谁写的？", SIGNING, TALKS)
+    assert result.sentence.chunk.article_id == "j/2"
+    assert result.sentence.span_text == "文章来源：晋中日报"  # an organisation, as printed
+
+
+def test_a_company_question_marks_the_company_and_traditional_sums_keep_their_unit(answerer):
+    text = ("本刊讯 該項目位於相山經濟開發區，固定資產投資6億元。"
+            "会上，开发区管委会与包头市一禾稀土铝业科技材料有限公司签约。")
+    article = Article("t/1", "t", "泰屹智能製造產業園項目加緊施工", zone="相山經濟開發區",
+                      text=text)
+    company = answer_over(answerer, "开发区管委会和哪家公司签了约？", article)
+    assert company.sentence.span_text == "包头市一禾稀土铝业科技材料有限公司"
+    assert answer_over(answerer, "该项目固定资产投资多少？", article).sentence.span_text == "6億元"
+
+
+class _StubReader:
+    """A reader that always marks the same characters with a given score."""
+
+    def __init__(self, start, end, score):
+        self.start, self.end, self.score = start, end, score
+
+    def read(self, question, contexts, top=1):
+        from qa_bot.reader import ReaderSpan
+
+        return [ReaderSpan(i, self.start, self.end, self.score) for i in range(len(contexts))]
+
+
+@pytest.mark.parametrize(("score", "expected"), [
+    (5.0, "签约仪式"),  # the reader finds an answer: its span
+    (-3.0, "572亿元"),  # it does not: the typed rule's span
+])
+def test_the_reader_span_is_used_where_the_reader_finds_an_answer(answerer, score, expected):
+    reading = Answerer(answerer.settings, answerer.tokenizer, answerer.zones, answerer._df,
+                       answerer._documents, reader=_StubReader(0, 4, score))
+    sentence = "签约仪式上，17个项目集中签约，总投资572亿元。"
+    article = Article("r/1", "r", "晋中集中签约", zone="晋中市", text=sentence)
+    result = answer_over(reading, "晋中这次签约项目总投资多少亿元？", article)
+    assert result.sentence.span_text == expected

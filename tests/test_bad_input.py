@@ -262,8 +262,9 @@ def test_ten_thousand_article_file_ingests(tmp_path):
 
 
 def test_a_directory_ingests_every_issue_file_and_names_what_it_skips(tmp_path):
-    """Upper-case suffixes and .json arrays are issues too; an .html or .pdf in the folder is
-    reported as skipped (it used to vanish without a word); hidden files are ignored."""
+    """Upper-case suffixes and .json arrays are issues too, and so are web pages and PDFs (a
+    damaged one is refused by name); other files are reported as skipped (they used to vanish
+    without a word); hidden files are ignored."""
     folder = tmp_path / "corpus"
     (folder / "sub").mkdir(parents=True)
     (folder / ".git").mkdir()
@@ -273,11 +274,14 @@ def test_a_directory_ingests_every_issue_file_and_names_what_it_skips(tmp_path):
         encoding="utf-8")
     (folder / "page.html").write_text(HTML_PAGE, encoding="utf-8")
     (folder / "scan.pdf").write_bytes(b"%PDF-1.7")
+    (folder / "photo.jpg").write_bytes(b"\xff\xd8\xff")
     (folder / ".DS_Store").write_bytes(b"\x00\x01")
     (folder / ".git" / "config").write_text("[core]")
     report = Ingestor(make_settings(tmp_path / "index"), FakeEmbedder(),
                       show_progress=False).ingest([folder])
-    assert report.added == 3 and report.files == 2 and not report.errors
+    assert report.added == 4 and report.files == 4
+    assert [(Path(e.source).name, "damaged PDF" in e.message) for e in report.errors] == [
+        ("scan.pdf", True)]
     skipped = sorted(Path(w.source).name for w in report.warnings if "skipped" in w.message)
-    assert skipped == ["page.html", "scan.pdf"]
-    assert set(index_state(tmp_path / "index").issues) == {"ISSUE-07", "issue-08"}
+    assert skipped == ["photo.jpg"]
+    assert set(index_state(tmp_path / "index").issues) == {"ISSUE-07", "issue-08", "page"}

@@ -199,29 +199,34 @@ def bylines() -> tuple[list[Article], list[SourceProblem]]:
 
 
 @pytest.mark.parametrize(
-    ("title", "byline", "last_paragraph"),
+    ("title", "byline", "names", "last_paragraph"),
     [
         (
             "召开安全生产工作会议",
+            "撰稿:冯慧媛",
             "冯慧媛",
             "会议要求，各企业要压实主体责任，确保安全生产形势稳定。",
         ),
-        ("举办招商推介会", "张三 李四", "推介会上，开发区介绍了营商环境和产业政策。"),
-        ("新能源项目开工", "王五", "项目建成后年产值可达30亿元。"),
-        ("开展消防演练", "赵六 钱七", "演练提高了企业员工的应急处置能力。"),
-        ("召开企业座谈会", "孙八", "与会企业就用工、融资等问题进行了交流。"),
-        ("推进项目建设", "周九", "会议强调，要强化要素保障。"),
-        ("出台扶持办法", "", "办法自发布之日起施行，有效期三年。"),
-        ("举办技能大赛", "吴十", "大赛设焊工、电工两个项目。"),
-        ("召开招商工作例会", "王五 张三", "会议通报了一季度招商引资完成情况。"),
+        ("举办招商推介会", "通讯员 张三 李四", "张三 李四",
+         "推介会上，开发区介绍了营商环境和产业政策。"),
+        ("新能源项目开工", "记者 王五", "王五", "项目建成后年产值可达30亿元。"),
+        ("开展消防演练", "赵六、钱七", "赵六 钱七", "演练提高了企业员工的应急处置能力。"),
+        ("召开企业座谈会", "孙八", "孙八", "与会企业就用工、融资等问题进行了交流。"),
+        ("推进项目建设", "周九", "周九", "会议强调，要强化要素保障。"),
+        ("出台扶持办法", "", "", "办法自发布之日起施行，有效期三年。"),
+        ("举办技能大赛", "文/吴十", "吴十", "大赛设焊工、电工两个项目。"),
+        ("召开招商工作例会", "记者 王五 通讯员 张三", "王五 张三",
+         "会议通报了一季度招商引资完成情况。"),
     ],
 )
-def test_byline_forms(bylines, title, byline, last_paragraph):
+def test_byline_forms(bylines, title, byline, names, last_paragraph):
+    """`byline` is printed as is (outer brackets removed); `byline_names` holds the people."""
     article = by_title(bylines[0])[title]
     assert article.byline == byline
+    assert " ".join(article.byline_names) == names
     assert article.paragraphs[-1] == last_paragraph
     assert article.zone == "太原经济技术开发区"
-    for name in byline.split():
+    for name in names.split():
         assert name not in article.text
     for marker in ("撰稿", "通讯员", "记者", "文/", "("):
         assert marker not in article.text
@@ -262,33 +267,37 @@ def test_missing_byline_and_byline_only_article_are_reported(bylines):
 
 
 @pytest.mark.parametrize(
-    ("last_line", "byline", "kept"),
+    ("last_line", "byline", "names", "kept"),
     [
-        ("会议取得圆满成功。(撰稿：冯慧媛)", "冯慧媛", "会议取得圆满成功。"),
-        ("会议取得圆满成功。（文/吕平）", "吕平", "会议取得圆满成功。"),
-        ("会议取得圆满成功。 撰稿：冯慧媛", "冯慧媛", "会议取得圆满成功。"),
-        ("会议取得圆满成功。　吕平　", "吕平", "会议取得圆满成功。"),  # full-width spaces
-        ("会议取得圆满成功。（通讯员张三、李四）", "张三 李四", "会议取得圆满成功。"),
-        ("会议取得圆满成功。 （王波）", "王波", "会议取得圆满成功。"),
-        ("会议取得圆满成功。（阿依古丽·买买提）", "阿依古丽·买买提", "会议取得圆满成功。"),
-        ("会议取得圆满成功。吕平", "", "会议取得圆满成功。吕平"),  # no space: part of the text
-        ("会议通过了管理办法（试行）", "", "会议通过了管理办法（试行）"),
-        ("详见《管理办法（王波）》", "", "详见《管理办法（王波）》"),
-        ("会议取得圆满成功。（完）", "", "会议取得圆满成功。（完）"),
-        ("会议取得圆满成功。（山西日报）", "", "会议取得圆满成功。（山西日报）"),
-        ("会议取得圆满成功。（图为会议现场）", "", "会议取得圆满成功。（图为会议现场）"),
-        ("会议取得圆满成功（王波）", "王波", "会议取得圆满成功"),  # full stop missing, still a name
-        ("会议取得圆满成功。 段鹏飞", "段鹏飞", "会议取得圆满成功。"),
-        ("会议取得圆满成功。 特此通知", "", "会议取得圆满成功。 特此通知"),
-        ("会议取得圆满成功。\n\n撰稿 冯慧媛", "冯慧媛", "会议取得圆满成功。"),
-        ("会议取得圆满成功。\n\n张丽、刘洋", "张丽 刘洋", "会议取得圆满成功。"),
-        ("会议取得圆满成功。\n\n再接再厉", "", "再接再厉"),
+        ("会议取得圆满成功。(撰稿：冯慧媛)", "撰稿：冯慧媛", "冯慧媛", "会议取得圆满成功。"),
+        ("会议取得圆满成功。（文/吕平）", "文/吕平", "吕平", "会议取得圆满成功。"),
+        ("会议取得圆满成功。 撰稿：冯慧媛", "撰稿：冯慧媛", "冯慧媛", "会议取得圆满成功。"),
+        ("会议取得圆满成功。　吕平　", "吕平", "吕平", "会议取得圆满成功。"),  # full-width spaces
+        ("会议取得圆满成功。（通讯员张三、李四）", "通讯员张三、李四", "张三 李四",
+         "会议取得圆满成功。"),
+        ("会议取得圆满成功。 （王波）", "王波", "王波", "会议取得圆满成功。"),
+        ("会议取得圆满成功。（阿依古丽·买买提）", "阿依古丽·买买提", "阿依古丽·买买提",
+         "会议取得圆满成功。"),
+        ("会议取得圆满成功。吕平", "", "", "会议取得圆满成功。吕平"),  # no space: the text's
+        ("会议通过了管理办法（试行）", "", "", "会议通过了管理办法（试行）"),
+        ("详见《管理办法（王波）》", "", "", "详见《管理办法（王波）》"),
+        ("会议取得圆满成功。（完）", "", "", "会议取得圆满成功。（完）"),
+        # An outlet in brackets is an organisation byline: no people, but a byline.
+        ("会议取得圆满成功。（山西日报）", "山西日报", "", "会议取得圆满成功。"),
+        ("会议取得圆满成功。（图为会议现场）", "", "", "会议取得圆满成功。（图为会议现场）"),
+        ("会议取得圆满成功（王波）", "王波", "王波", "会议取得圆满成功"),  # no full stop
+        ("会议取得圆满成功。 段鹏飞", "段鹏飞", "段鹏飞", "会议取得圆满成功。"),
+        ("会议取得圆满成功。 特此通知", "", "", "会议取得圆满成功。 特此通知"),
+        ("会议取得圆满成功。\n\n撰稿 冯慧媛", "撰稿 冯慧媛", "冯慧媛", "会议取得圆满成功。"),
+        ("会议取得圆满成功。\n\n张丽、刘洋", "张丽、刘洋", "张丽 刘洋", "会议取得圆满成功。"),
+        ("会议取得圆满成功。\n\n再接再厉", "", "", "再接再厉"),
     ],
 )
-def test_byline_edge_cases(last_line, byline, kept):
+def test_byline_edge_cases(last_line, byline, names, kept):
     text = f"侯马经济开发区\n\n## 标题\n\n本刊讯 近日，开发区召开会议。\n\n{last_line}\n"
     articles, problems = parse_bulletin(text, "x")
     assert articles[0].byline == byline
+    assert " ".join(articles[0].byline_names) == names
     assert articles[0].paragraphs[-1] == kept
     assert bool(problems) == (not byline)
 
@@ -316,6 +325,163 @@ def test_byline_line_directly_before_next_title_is_not_a_zone():
         ("侯马经济开发区", "王波"),
         ("侯马经济开发区", "李四"),
     ]
+
+
+def test_an_outlet_on_its_own_line_is_a_byline_never_the_next_zone():
+    """晋中日报 names a place too, but a newspaper is no section line; an office may be one."""
+    text = (
+        "晋中市\n\n## 第一篇\n\n本刊讯 晋中集中签约17个项目。\n\n晋中日报\n\n"
+        "## 第二篇\n\n本刊讯 榆次区召开会议。（王波）\n\n"
+        "晋中市商务局\n\n## 第三篇\n\n本刊讯 商务局召开会议。（李四）\n"
+    )
+    articles, _ = parse_bulletin(text, "x")
+    assert [(a.zone, a.byline, a.paragraphs) for a in articles] == [
+        ("晋中市", "晋中日报", ["本刊讯 晋中集中签约17个项目。"]),
+        ("晋中市", "王波", ["本刊讯 榆次区召开会议。"]),
+        ("晋中市", "李四", ["本刊讯 商务局召开会议。"]),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Bylines and section lines as the press prints them (tests/fixtures/bylines-press.txt)
+
+
+@pytest.fixture(scope="module")
+def press() -> tuple[list[Article], list[SourceProblem]]:
+    return load_file(FIXTURES / "bylines-press.txt")
+
+
+@pytest.mark.parametrize(
+    ("title", "zone", "byline", "names"),
+    [
+        # （X 报道）, and a unit as the section line
+        ("专家来高新区调研座谈", "盐湖高新区", "丁一 报道", "丁一"),
+        ("吕梁一季度签约项目60个", "吕梁市", "记者 王二 实习生 李三", "王二 李三"),
+        # a half-width photo credit as the only attribution
+        ("太原十个项目集中开工", "太原市", "张四 摄", "张四"),
+        # an outlet as the byline; a person's title as the section line: its place is the zone
+        ("与医药企业举行工作会谈", "晋中市", "文章来源：晋中日报", ""),
+        ("开发区十个项目开工", "东营港经济开发区", "中国台湾网高唐县台办通讯员 钱六", "钱六"),
+        # no section line after an outlet byline: the subtitle names the zone
+        ("光电产业产值破百亿元", "晋城经济技术开发区", "作者 孙七", "孙七"),
+        ("大同以招商促转型", "大同市", "本报记者 周八 吴九 本报通讯员 郑十", "周八 吴九 郑十"),
+        ("统计部门来临淄调研", "淄博市临淄区", "临淄融媒记者冯甲乙 陈丙丁报道", "冯甲乙 陈丙丁"),
+        ("沙城工业园厂房即将完工", "九江市柴桑区", "记者褚戊", "褚戊"),
+        ("七个招商专班赴外招商", "随州市曾都区", "记者卫己、通讯员蒋庚报道", "卫己 蒋庚"),
+        # traditional characters: zone, bare name, outlet/通訊員/記者, 攝影記者 — kept as printed
+        ("晉中開發區十個項目集中開工", "轉型綜改示範區晉中開發區", "沈辛壬", "沈辛壬"),
+        ("專家來開發區調研", "溧水開發區", "最溧水/今日溧水通訊員 韓癸 記者 楊子丑", "韓癸 楊子丑"),
+        ("智能製造產業園加緊施工", "相山經濟開發區", "攝影記者 朱寅卯", "朱寅卯"),
+        # the byline inside the lead; a unit (招商办) as the section line stands for its place
+        ("百家企业将参加洽谈会", "随州市", "见习记者秦辰巳报道", "秦辰巳"),
+        ("招远在沪举办推介会", "招远经济技术开发区", "许 午", "许午"),  # space inside a name
+        ("晋城经开区项目加快推进", "晋城经开区", "记者尤未申", "尤未申"),  # repeated mid-article
+        ("晋中集中签约项目", "晋中市", "何酉", "何酉"),  # a captioned photo credit after it
+        ("考察团来潜考察园区建设", "潜江市", "记者 施亥", "施亥"),  # a caption after it
+        ("长治大抓项目", "长治市", "张乙丙", "张乙丙"),  # run on after the last sentence
+        # no section line; the title names another zone than the section above
+        ("新乡经济技术开发区挂牌 三个项目签约", "新乡经济技术开发区", "记者 孔甲 曹乙",
+         "孔甲 曹乙"),
+    ],
+)
+def test_press_byline_and_section_line_forms(press, title, zone, byline, names):
+    article = by_title(press[0])[title]
+    assert (article.zone, article.byline, " ".join(article.byline_names)) == (zone, byline, names)
+    for marker in ("记者", "記者", "通讯员", "报道", "摄", "攝", "（", "("):
+        assert marker not in article.text
+    for name in article.byline_names:
+        assert name not in article.text
+
+
+def test_press_fixture_warns_only_where_a_zone_comes_from_the_text(press):
+    articles, problems = press
+    assert len(articles) == 20
+    assert [p.message for p in problems] == [
+        "article «新乡经济技术开发区挂牌 三个项目签约»: no zone line; "
+        "zone «新乡经济技术开发区» taken from the text"
+    ]
+
+
+def test_byline_in_the_lead_is_taken_out_of_it(press):
+    article = by_title(press[0])["百家企业将参加洽谈会"]
+    assert article.paragraphs[0] == (
+        "本刊讯 随州经贸洽谈会筹备工作扎实推进，已有百家企业确定参会。"
+    )
+
+
+@pytest.mark.parametrize(
+    ("lead", "kept", "byline"),
+    [
+        ("新华社太原6月12日电（记者 张三）开发区召开会议。", "新华社太原6月12日电 开发区召开会议。",
+         "记者 张三"),
+        ("本报讯 记者张三 通讯员李四报道：开发区召开会议。", "本报讯 开发区召开会议。",
+         "记者张三 通讯员李四报道"),
+        ("本刊讯（通讯员 王五）开发区召开会议。", "本刊讯 开发区召开会议。", "通讯员 王五"),
+    ],
+)
+def test_dateline_bylines_in_the_lead(lead, kept, byline):
+    articles, problems = parse_bulletin(f"侯马经济开发区\n## 标题\n{lead}\n会议要求抓落实。\n", "x")
+    assert (articles[0].paragraphs[0], articles[0].byline, problems) == (kept, byline, [])
+
+
+def test_captions_after_the_closing_byline_are_dropped(press):
+    assert by_title(press[0])["晋中集中签约项目"].paragraphs == [
+        "本刊讯 晋中集中签约17个项目，总投资572亿元。"
+    ]
+    assert by_title(press[0])["考察团来潜考察园区建设"].paragraphs == [
+        "本刊讯 考察团一行参观了园区企业。"
+    ]
+
+
+def test_repeated_byline_is_printed_once(press):
+    article = by_title(press[0])["晋城经开区项目加快推进"]
+    assert article.paragraphs == [
+        "本刊讯 晋城经开区46个项目加快推进。",
+        "位于产业园的制造基地一期项目即将建成投产。",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("晋中市", None),
+        ("随州市招商办", None),  # an office alone, without brackets: a section line
+        ("晋中市委副书记、市长常书铭", None),
+        ("介休市绵山镇", None),
+        ("坚持项目为王", None),
+        ("一、招商引资", None),
+        ("签约仪式现场。 刘勇 摄", None),
+        ("（晋中日报）", ("晋中日报", ())),
+        ("(记者 张三)", ("记者 张三", ("张三",))),
+        ("文/图 张三", ("文/图 张三", ("张三",))),
+        ("本报记者 张三 李四", ("本报记者 张三 李四", ("张三", "李四"))),
+        ("□本报记者 张三", ("本报记者 张三", ("张三",))),  # an ornament before it
+        ("（张三/文 李四/图）", ("张三/文 李四/图", ("张三", "李四"))),
+        ("（新华社记者 张三）", ("新华社记者 张三", ("张三",))),
+        ("来源：人民网-山西频道", ("来源：人民网-山西频道", ())),
+        ("（记者 马 力）", ("记者 马 力", ("马力",))),
+        ("记者 张三 摄影报道", ("记者 张三 摄影报道", ("张三",))),
+        ("编辑：张三 审核：李四", ("编辑：张三 审核：李四", ("张三", "李四"))),
+        ("撰稿：晋城经开区党群工作部", ("撰稿：晋城经开区党群工作部", ())),
+    ],
+)
+def test_whole_line_bylines_and_what_is_no_byline(line, expected):
+    from qa_bot.parsing.bylines import is_whole_byline, parse_byline
+
+    assert is_whole_byline(line) == (expected is not None)
+    if expected is not None:
+        byline = parse_byline(line)
+        assert (byline.printed, byline.names) == expected
+
+
+def test_articles_stored_before_byline_names_still_load():
+    """index.py reads articles.jsonl rows with Article(**row): old rows lack byline_names,
+    new ones hold a JSON list."""
+    old = {"article_id": "i/1", "issue": "i", "title": "t", "text": "x", "byline": "王波"}
+    assert Article(**old).byline_names == ()
+    new = Article(**{**old, "byline_names": ["王波"]})
+    assert new.byline_names == ("王波",)
+    assert hash(new) == hash(Article(**{**old, "byline_names": ("王波",)}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,7 +611,8 @@ def test_traditional_fixture():
     (article,) = articles
     assert article.zone == "太原經濟技術開發區"
     assert article.title == "開發區舉辦招商引資推介會"
-    assert article.byline == "陳強 黃曉明"
+    assert article.byline == "記者 陳強 通訊員 黃曉明"
+    assert article.byline_names == ("陳強", "黃曉明")  # traditional names kept as printed
     assert article.paragraphs == [
         "本刊訊 近日，太原經濟技術開發區在深圳舉辦招商引資推介會，現場簽約項目十個，"
         "總投資一百億元。",
@@ -460,7 +627,7 @@ def test_traditional_person_line_and_subtitle():
         "# 為高質量發展賦能\n\n——走進左雲經濟技術開發區\n\n建區八年，成績斐然。 呂平\n"
     )
     articles, problems = parse_bulletin(text, "x")
-    assert [(a.zone, a.subtitle, a.byline) for a in articles] == [
+    assert [(a.zone, a.subtitle, a.byline_names[0]) for a in articles] == [
         ("運城經濟技術開發區", "", "王文軍"),
         ("左雲經濟技術開發區", "走進左雲經濟技術開發區", "呂平"),
     ]
@@ -478,7 +645,7 @@ def mixed() -> tuple[list[Article], list[SourceProblem]]:
 
 def test_mixed_articles(mixed):
     articles, _ = mixed
-    assert [(a.line, a.zone, a.title, a.byline) for a in articles] == [
+    assert [(a.line, a.zone, a.title, " ".join(a.byline_names)) for a in articles] == [
         (4, "大同经济技术开发区", "召开项目建设推进会", "李明"),
         (16, "孝义经济开发区", "签约落地两个新材料项目", "王刚"),
         (22, "孝义经济开发区", "开展环保专项检查", ""),
@@ -683,7 +850,7 @@ def test_zero_width_and_stray_controls_are_removed(tmp_path):
         ("empty.txt", None, 0, "empty file"),
         ("blank.txt", None, 0, "empty file"),
         ("binary.bin", None, 1, "plain text (UTF-8)"),
-        ("page.html", None, 0, "looks like HTML"),
+        ("page.txt", (FIXTURES / "page.html").read_bytes(), 0, "name it .html"),
         ("doc.pdf", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", 0, "PDF"),
         ("doc.docx", b"PK\x03\x04\x14\x00\x06\x00", 0, ".docx"),
         ("latin.txt", b"ok\n\xff\xfe\xff\xfe garbage \xff", 2, "neither UTF-8 nor GB18030"),

@@ -137,7 +137,8 @@ def test_ingested_markup_is_shown_literally_in_every_reply(real_bot):
     bot = real_bot
     bot.say(ALICE, ALICE, "研发中心再生金属项目投产了吗？R&D投入多少？")
     answer = bot.last_sent()
-    bot.press(answer, "更多结果", ALICE)
+    if "更多结果" in _labels(answer):  # only when more passages are relevant than one page
+        bot.press(answer, "更多结果", ALICE)
     for label in [lbl for lbl in _labels(answer) if lbl.startswith("全文")]:
         bot.press(answer, label, ALICE)
     bot.say(ALICE, ALICE, "/latest")

@@ -75,7 +75,8 @@ def chunk_of(article: Article) -> Chunk:
 
 
 def make_answer(question: str, passages: int = 5) -> Answer:
-    hits = [Hit(chunk_of(a), 1.0 / (i + 1)) for i, a in enumerate(ARTICLES.values())]
+    # Scores close together: every passage is relevant (none is cut from under the answer).
+    hits = [Hit(chunk_of(a), 1.0 - 0.05 * i) for i, a in enumerate(ARTICLES.values())]
     sentence_text = f"{HOSTILE}，目前全区已有再生金属企业13家，其中已投产4家。"
     start = sentence_text.index("13家")
     sentence = AnswerSentence(sentence_text, hits[0].chunk, (start, start + 3), 0.9)
@@ -95,12 +96,15 @@ class FakeService:
         self.reloads = 0
         self.fail_with: Exception | None = None
         self.articles = dict(ARTICLES)
+        self.conversations: list[Any] = []  # the conversation passed with each question
 
     def warm_up(self) -> None:
         pass
 
-    def answer(self, question: str, k: int | None = None, zone: str | None = None) -> Answer:
+    def answer(self, question: str, k: int | None = None, zone: str | None = None,
+               conversation: Any = None) -> Answer:
         self.questions.append((question, k, zone))
+        self.conversations.append(conversation)
         if self.fail_with is not None:
             raise self.fail_with
         if not re.search(r"\w", question):
@@ -947,3 +951,100 @@ def test_split_html_property(fragments, limit):
                              re.sub(r"<[^>]*>", "", part))
     assert re.sub(r"\s", "", "".join(visible_text(p) for p in parts)) == re.sub(
         r"\s", "", visible_text(text))
+
+
+# =============================================================================================
+# Conversations, browsing, relevant passages, quiet refusals and outages (issue 13)
+# =============================================================================================
+def test_a_private_chat_is_one_conversation_and_group_members_have_their_own(tb):
+    tb.say(ALICE, ALICE, QUESTION)
+    tb.say(ALICE, ALICE, "他要求做什么？")
+    tb.say(WORK_GROUP, ALICE, f"/ask {QUESTION}")
+    tb.say(WORK_GROUP, BOB, f"/ask {QUESTION}")
+    tb.say(WORK_GROUP, ALICE, "/ask 他要求做什么？")
+    private, private_again, group_alice, group_bob, group_alice_again = tb.service.conversations
+    assert private is private_again
+    assert group_alice is group_alice_again
+    assert len({id(private), id(group_alice), id(group_bob)}) == 3
+
+
+def test_new_starts_over_and_idle_conversations_expire(make_tb):
+    tb = make_tb()
+    tb.say(ALICE, ALICE, QUESTION)
+    tb.say(ALICE, ALICE, "/new")
+    assert "重新开始" in tb.api.texts()[-1]
+    tb.say(ALICE, ALICE, QUESTION)
+    tb.clock.now += tb.settings.conversation.idle_seconds + 1
+    tb.say(ALICE, ALICE, QUESTION)
+    first, after_new, after_idle = tb.service.conversations
+    assert first is not after_new and after_new is not after_idle
+
+
+def test_a_followup_reply_says_how_it_was_understood(tb):
+    understood = "李俊胜要求全区上下做什么？"
+    tb.service.answer = lambda question, **_: replace(make_answer(question),
+                                                     understood_as=understood)
+    tb.say(ALICE, ALICE, "他要求全区上下做什么？")
+    text = tb.api.texts()[-1]
+    assert_telegram_html(text)
+    assert visible_text(text).startswith(f"理解为：{understood}\n💡 ")
+
+
+def test_a_browse_request_lists_articles_with_full_text_buttons(tb):
+    listed = tuple(ARTICLES.values())[:3]
+    tb.service.answer = lambda question, **_: Answer(question, None, [], "", browse=listed)
+    tb.say(ALICE, ALICE, "广灵开发区")
+    message = tb.last_sent()
+    text = tb.api.texts()[-1]
+    assert_telegram_html(text)
+    assert "“广灵开发区”的文章（共 3 篇，最新的在前）" in visible_text(text)
+    assert "没有找到" not in visible_text(text)
+    assert labels(message) == ["全文 1", "全文 2", "全文 3"]
+    tb.api.clear()
+    tb.press(message, "全文 2", ALICE)
+    assert listed[1].title in visible_text(tb.api.texts()[-1])
+
+
+def test_only_relevant_passages_are_shown_and_one_is_said_to_be_the_only_one(tb):
+    def far_apart(question, **_):
+        answer = make_answer(question)
+        scores = [1.0, 0.2, 0.19, 0.18, 0.17]
+        passages = zip(answer.passages, scores, strict=True)
+        return replace(answer, passages=[replace(hit, score=score) for hit, score in passages])
+
+    tb.service.answer = far_apart
+    tb.say(ALICE, ALICE, QUESTION)
+    text = visible_text(tb.api.texts()[-1])
+    assert "相关段落（只有这一篇相关）：" in text and "[2]" not in text
+    assert "更多结果" not in labels(tb.last_sent())
+
+
+def test_refusals_to_an_outsider_are_sent_once_a_minute(tb):
+    for _ in range(3):
+        tb.say(MALLORY, MALLORY, QUESTION)
+    assert len(tb.api.texts()) == 1
+    tb.clock.now += 61
+    tb.say(MALLORY, MALLORY, QUESTION)
+    assert len(tb.api.texts()) == 2
+    assert tb.service.questions == []
+
+
+def test_a_telegram_outage_at_start_is_one_line_without_traceback(monkeypatch, capsys,
+                                                                   tmp_path):
+    import socket
+
+    from qa_bot.cli import main
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("QA_BOT_TELEGRAM_TOKEN", TOKEN)
+    monkeypatch.setenv("QA_BOT_TELEGRAM_OPEN_TO_EVERYONE", "true")
+    monkeypatch.setenv("QA_BOT_TELEGRAM_BASE_URL", f"http://127.0.0.1:{port}/bot")
+    assert main(["--index-dir", str(tmp_path), "bot"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert "Traceback" not in captured.err + captured.out
+    assert err.count("\n") == 0, err
+    assert err.startswith("qa-bot: error: cannot reach the Telegram Bot API")
+    assert TOKEN not in err

@@ -16,6 +16,7 @@ import math
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlparse
 
@@ -29,7 +30,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatType, ParseMode
-from telegram.error import BadRequest, InvalidToken, TelegramError
+from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -42,7 +43,9 @@ from telegram.ext import (
 )
 
 from qa_bot.config import ConfigError, Settings, TelegramSettings
+from qa_bot.conversation import ConversationStore
 from qa_bot.records import Answer
+from qa_bot.render import relevant_passages
 from qa_bot.service import QuestionError, UnknownZone
 from qa_bot.telegram.access import AccessPolicy, RateLimiter, install_redactor, redact_uncaught
 from qa_bot.telegram.feedback import DOWN, UP, FeedbackStore
@@ -67,6 +70,7 @@ from qa_bot.telegram.texts import (
     EXAMPLES,
     EXPIRED,
     HELP_TEXT,
+    NEW_CONVERSATION,
     NOT_ADMIN,
     RATE_LIMITED,
     REFUSED_BUTTON,
@@ -84,6 +88,10 @@ log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "callback_query"]
 TOKEN_ENV = "QA_BOT_TELEGRAM_TOKEN"
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
+class TelegramUnreachable(Exception):
+    """The Bot API could not be reached at start: the network, not the bot, needs fixing."""
+
 
 def check_settings(telegram: TelegramSettings) -> None:
     """Everything that must hold before the bot connects; a ConfigError names the fix."""
@@ -118,6 +126,13 @@ class QABot:
         self.limiter = RateLimiter(self.tg.rate_limit_per_minute,
                                    **({"clock": clock} if clock else {}))
         self.entries = EntryCache(self.tg.answer_cache_size)
+        # Follow-ups: one conversation per private chat and per user within a group.
+        self.conversations = ConversationStore(
+            settings.conversation.idle_seconds, settings.conversation.max_conversations,
+            **({"clock": clock} if clock else {}))
+        # Refusals to outsiders: one per user in this many seconds, so a stranger's flood of
+        # messages gets one reply, not one each.
+        self.refusals = RateLimiter(1, **({"clock": clock} if clock else {}))
         self.feedback = FeedbackStore(self.tg.feedback_path)
         self.per_page = self.tg.passages_per_page
         self.k = self.tg.max_passages or None  # None: retrieval.top_k, as `qa-bot ask`
@@ -134,6 +149,7 @@ class QABot:
         app.add_handler(CommandHandler("zones", self.cmd_zones))
         app.add_handler(CommandHandler("latest", self.cmd_latest))
         app.add_handler(CommandHandler("reload", self.cmd_reload))
+        app.add_handler(CommandHandler("new", self.cmd_new))
         app.add_handler(MessageHandler(
             filters.ChatType.PRIVATE & filters.COMMAND, self.on_unknown_command))
         app.add_handler(MessageHandler(
@@ -180,7 +196,7 @@ class QABot:
             return True
         user, chat = update.effective_user, update.effective_chat
         log.info("refused user %s in chat %s", user and user.id, chat and chat.id)
-        if chat is not None:
+        if chat is not None and not self.refusals.check(chat.id):
             text = (REFUSED_PRIVATE.format(user_id=user.id if user else "?")
                     if chat.type == ChatType.PRIVATE else REFUSED_GROUP.format(chat_id=chat.id))
             await self._send(context, chat.id, text, reply_to=self._quote(update))
@@ -229,6 +245,14 @@ class QABot:
         return "?"
 
     # -- questions ---------------------------------------------------------------------------
+    @staticmethod
+    def conversation_key(update: Update) -> tuple[int, int]:
+        """A private chat is one conversation; in a group, each user has their own."""
+        chat, user = update.effective_chat, update.effective_user
+        if chat.type == ChatType.PRIVATE or user is None:
+            return chat.id, 0
+        return chat.id, user.id
+
     async def answer_question(
         self,
         update: Update,
@@ -247,8 +271,9 @@ class QABot:
             return
         typing = asyncio.create_task(self._typing(context, chat.id))
         try:
+            conversation = self.conversations.get(self.conversation_key(update))
             answer: Answer = await self._in_thread(self.service.answer, question, k=self.k,
-                                                   zone=zone)
+                                                   zone=zone, conversation=conversation)
         except QuestionError:
             problem = EMPTY_QUESTION.format(example=esc(EXAMPLES[0]))
         except UnknownZone:
@@ -260,9 +285,26 @@ class QABot:
         if problem is not None:
             await self._send(context, chat.id, problem, reply_to=reply_to)
             return
+        if answer.browse:
+            await self._send_article_list(context, update, answer_html(answer),
+                                          [a.article_id for a in answer.browse])
+            return
+        if answer.sentence is not None:  # under an answer, only the passages that are relevant
+            answer = replace(answer, passages=relevant_passages(
+                answer.passages, self.settings.answer.passage_min_ratio))
         key = self.entries.add(Entry(question, answer, _answer_article_ids(answer)))
         await self._send(context, chat.id, answer_html(answer, 0, self.per_page),
                          reply_to=reply_to, markup=self._answer_keyboard(key, answer, 0))
+
+    async def _send_article_list(self, context, update: Update, text: str,
+                                 article_ids: list[str]) -> None:
+        """A list of articles with a 全文 button for each (at most 5 a row)."""
+        key = self.entries.add(Entry("", None, article_ids))
+        buttons = [InlineKeyboardButton(f"全文 {n}", callback_data=f"f:{key}:{n - 1}")
+                   for n in range(1, len(article_ids) + 1)]
+        rows = [buttons[i:i + 5] for i in range(0, len(buttons), 5)]
+        await self._send(context, update.effective_chat.id, text, reply_to=self._quote(update),
+                         markup=InlineKeyboardMarkup(rows))
 
     def _answer_keyboard(self, key: str, answer: Answer, page: int) -> InlineKeyboardMarkup:
         start, end = page_bounds(len(answer.passages), page, self.per_page)
@@ -328,6 +370,12 @@ class QABot:
             return
         zone, question = parts
         await self.answer_question(update, context, question.strip(), zone=zone)
+
+    async def cmd_new(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if await self._guard(update, context):
+            self.conversations.reset(self.conversation_key(update))
+            await self._send(context, update.effective_chat.id, NEW_CONVERSATION,
+                             reply_to=self._quote(update))
 
     async def cmd_zones(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if not await self._guard(update, context):
@@ -574,6 +622,17 @@ def build_application(
     return app
 
 
+def _network_retry_without_traceback(record: logging.LogRecord) -> bool:
+    """PTB logs each failed network try with a full traceback: keep one line per try, and
+    none for the start-up try, which `run_bot` reports as one actionable line."""
+    message = record.getMessage()
+    if not message.startswith("Network Retry Loop"):
+        return True
+    record.exc_info = None
+    record.exc_text = None
+    return "Bootstrap" not in message
+
+
 def run_bot(settings: Settings) -> int:
     """`qa-bot bot`: serve until SIGINT/SIGTERM. Configuration problems raise ConfigError."""
     telegram = settings.telegram
@@ -581,6 +640,7 @@ def run_bot(settings: Settings) -> int:
     secret = telegram.webhook_secret or secrets.token_urlsafe(32)
     redact_uncaught(install_redactor(telegram.token, extra_secrets=[secret]))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
+    logging.getLogger("telegram.ext").addFilter(_network_retry_without_traceback)
     app = build_application(settings)
     log.info("starting the Telegram bot (%s)", telegram.mode)
     try:
@@ -599,5 +659,11 @@ def run_bot(settings: Settings) -> int:
         raise ConfigError(
             f"the Bot API rejected the token in {TOKEN_ENV} (revoked, or mistyped?): get the "
             "current one from @BotFather"
+        ) from None
+    except NetworkError as exc:  # an outage at start: one line saying what to check
+        where = telegram.base_url or "https://api.telegram.org"
+        raise TelegramUnreachable(
+            f"cannot reach the Telegram Bot API at {where} ({exc}); check the network, a proxy "
+            "(HTTPS_PROXY) or [telegram] base_url, then start the bot again"
         ) from None
     return 0

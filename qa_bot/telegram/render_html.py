@@ -13,7 +13,13 @@ import re
 from collections import deque
 
 from qa_bot.records import Answer, Article, Hit
-from qa_bot.render import PASSAGE_PREVIEW_CHARS, citation
+from qa_bot.render import (
+    BROWSE_SHOWN,
+    ONLY_ONE_RELEVANT,
+    PASSAGE_PREVIEW_CHARS,
+    citation,
+    citation_without_title,
+)
 
 MAX_MESSAGE_CHARS = 4096
 # Tags Telegram's HTML parse mode accepts (https://core.telegram.org/bots/api#html-style).
@@ -61,7 +67,22 @@ def page_bounds(total: int, page: int, per_page: int) -> tuple[int, int]:
 def answer_html(answer: Answer, page: int = 0, per_page: int = 3) -> str:
     """The answer sentence (key span bold) with its source, then one page of passages."""
     lines: list[str] = []
-    if answer.sentence is not None:
+    if answer.understood_as:
+        lines.append(f"<i>理解为：{esc(answer.understood_as)}</i>")
+    if answer.browse:
+        count = len(answer.browse)
+        lines.append(f"📚 “{esc(answer.question)}”的文章（共 {count} 篇，最新的在前）：")
+        for number, article in enumerate(answer.browse[:BROWSE_SHOWN], start=1):
+            lines.append(f"{number}. {esc(article.title)} — "
+                         f"<i>{esc(citation_without_title(article))}</i>")
+        return "\n".join(lines)
+    if answer.items:
+        # A list across articles: the zones, then each one's sentence with its citation.
+        lines.append("💡 " + "、".join(f"<b>{esc(item.chunk.zone)}</b>" for item in answer.items))
+        for number, item in enumerate(answer.items, start=1):
+            lines.append(f"{number}. " + highlight(item.text, item.span))
+            lines.append(f"—— <i>{esc(citation(item.chunk))}</i>")
+    elif answer.sentence is not None:
         sentence = answer.sentence
         lines.append("💡 " + highlight(sentence.text, sentence.span))
         lines.append(f"—— <i>{esc(citation(sentence.chunk))}</i>")
@@ -76,7 +97,8 @@ def answer_html(answer: Answer, page: int = 0, per_page: int = 3) -> str:
 
 def passages_html(passages: list[Hit], page: int, per_page: int) -> list[str]:
     start, end = page_bounds(len(passages), page, per_page)
-    lines = [f"相关段落（{start + 1}–{end} / {len(passages)}）："]
+    lines = [f"相关段落{ONLY_ONE_RELEVANT}：" if len(passages) == 1
+             else f"相关段落（{start + 1}–{end} / {len(passages)}）："]
     for number, hit in enumerate(passages[start:end], start=start + 1):
         lines.append(f"[{number}] <i>{esc(citation(hit.chunk))}</i>")
         lines.append(esc(preview(hit.chunk.text)))

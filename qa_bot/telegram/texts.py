@@ -29,7 +29,11 @@ HELP_TEXT = (
     "/ask 问题 — 提问\n"
     "/zone 名称 问题 — 只在一个开发区的文章里找\n"
     "/zones — 公报中的开发区和文章数\n"
-    "/latest — 最新一期的文章\n\n"
+    "/latest — 最新一期的文章\n"
+    "/new — 开始新的对话\n\n"
+    "<b>接着问</b>\n"
+    "问完一个问题可以接着问：他要求做什么？ 那临汾开发区呢？ 这个项目总投资多少？"
+    "我会说明是怎么理解的；发 /new 重新开始。只发开发区或话题（如 侯马开发区）则列出相关文章。\n\n"
     "答案下面的按钮：更多结果、全文，以及 👍/👎 告诉我们答得好不好。"
 )
 REFUSED_PRIVATE = (
@@ -54,12 +58,14 @@ APOLOGY = "抱歉，出了点问题，没能完成。请稍后再试。"
 THANKS = {UP: "谢谢反馈！👍", DOWN: "谢谢反馈，我们会改进。👎"}
 ALREADY_VOTED = "已经记录过了，谢谢！"
 EMPTY_INDEX = "公报索引里还没有文章。"
+NEW_CONVERSATION = "好的，重新开始。之后的问题不再接着上文理解。"
 
 COMMANDS = [
     BotCommand("ask", "提问：/ask 问题"),
     BotCommand("zone", "只在一个开发区里找：/zone 名称 问题"),
     BotCommand("zones", "公报中的开发区和文章数"),
     BotCommand("latest", "最新一期的文章"),
+    BotCommand("new", "开始新的对话（不再接着上文理解）"),
     BotCommand("help", "用法和示例"),
     BotCommand("start", "开始"),
 ]

@@ -22,7 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from qa_bot.config import ModelSettings, Settings, TelegramSettings
+from qa_bot.config import (
+    AnswerSettings,
+    ConversationSettings,
+    ModelSettings,
+    Settings,
+    TelegramSettings,
+)
 from qa_bot.service import QAService
 from qa_bot.telegram import build_application
 from qa_bot.telegram.feedback import FIELDS, read_rows
@@ -52,7 +58,9 @@ EXTRA_ISSUE = "\n\n".join([
 EXTRA_QUESTION = "太原不锈钢产业园区氢能加注站日加注能力是多少？"
 
 
-def settings_for(index_dir: Path, emulator, token: str, tmp_path: Path, **telegram) -> Settings:
+def settings_for(index_dir: Path, emulator, token: str, tmp_path: Path,
+                 passage_min_ratio: float = 0.0, idle_seconds: float = 1800.0,
+                 **telegram) -> Settings:
     options = {
         "token": token,
         "base_url": emulator.base_url,
@@ -69,6 +77,9 @@ def settings_for(index_dir: Path, emulator, token: str, tmp_path: Path, **telegr
         zone_aliases=str(REPO_ROOT / "config" / "zones.toml"),
         model=ModelSettings(cache_dir=os.environ.get("QA_BOT_MODEL_CACHE",
                                                      "~/.cache/qa-bot/models")),
+        # 0 by default: most tests page through all five passages of QUESTION.
+        answer=AnswerSettings(passage_min_ratio=passage_min_ratio),
+        conversation=ConversationSettings(idle_seconds=idle_seconds),
         telegram=TelegramSettings(**options),
     )
 
@@ -77,9 +88,9 @@ def settings_for(index_dir: Path, emulator, token: str, tmp_path: Path, **telegr
 def start_bot(emulator, bot_token, seed_index_dir, embedder, run_bot, tmp_path):
     """Start qa_bot's Application (real QAService, shared model) polling the emulator."""
 
-    def start(index_dir: Path | None = None, runner_options: dict | None = None, **telegram):
+    def start(index_dir: Path | None = None, runner_options: dict | None = None, **options):
         settings = settings_for(index_dir or seed_index_dir, emulator, bot_token, tmp_path,
-                                **telegram)
+                                **options)
         service = QAService(settings, embedder=embedder, show_progress=False)
         app = build_application(settings, service=service)
         runner = run_bot(app, **(runner_options or {}))
@@ -175,7 +186,7 @@ def test_commands(tg, start_bot):
     assert len(latest.buttons) == 10
     tg.send_command(chat, BOB, "zone", f"广灵 {QUESTION}")
     zoned = tg.next_bot_message(BOB, timeout=WAIT)
-    assert zoned.entity_texts("bold") and "相关段落（1–1 / 1）" in zoned.text
+    assert zoned.entity_texts("bold") and "相关段落（只有这一篇相关）" in zoned.text
     tg.send_command(chat, BOB, "help")
     assert "广灵经开区有多少家再生金属企业？" in tg.next_bot_message(BOB, timeout=WAIT).text
     commands = tg.wait_call("setMyCommands", timeout=WAIT)
@@ -218,6 +229,54 @@ def test_unlisted_user_and_group_are_refused(tg, start_bot):
     assert str(call.params["show_alert"]).lower() == "true"
     assert not tg.new_bot_messages(ALICE)
     assert not Path(runner.settings.telegram.feedback_path).exists()
+
+
+# -- conversations ---------------------------------------------------------------------------
+FIRST, FOLLOW_UP = "侯马经济开发区的调度会是谁主持的？", "他要求全区上下做什么？"
+UNDERSTOOD = "理解为：李俊胜要求全区上下做什么？"
+
+
+def test_a_two_turn_conversation_in_a_private_chat(tg, start_bot):
+    start_bot(passage_min_ratio=0.4)
+    chat = private_chat(ALICE)
+    first = tg.ask(chat, ALICE, FIRST, timeout=WAIT)
+    assert first.entity_texts("bold") == ["李俊胜"]
+    assert "相关段落（只有这一篇相关）" in first.text and "更多结果" not in first.button_texts
+    follow = tg.ask(chat, ALICE, FOLLOW_UP, timeout=WAIT)
+    assert follow.text.startswith(UNDERSTOOD)
+    assert "统一思想" in follow.text and "侯马经济开发区" in follow.text
+    listing = tg.ask(chat, ALICE, "侯马开发区", timeout=WAIT)
+    assert "召开2023年项目建设第19次调度会" in listing.text and listing.button_texts == ["全文 1"]
+    tg.send_command(chat, ALICE, "new")
+    assert "重新开始" in tg.next_bot_message(ALICE, timeout=WAIT).text
+    alone = tg.ask(chat, ALICE, FOLLOW_UP, timeout=WAIT)
+    assert "理解为" not in alone.text
+
+
+def test_group_members_have_conversations_of_their_own(tg, start_bot):
+    start_bot()
+    group = group_chat(WORK_GROUP, "开发区工作群")
+    tg.send_command(group, ALICE, "ask", FIRST, to_bot=True)
+    tg.next_bot_message(WORK_GROUP, timeout=WAIT)
+    tg.send_command(group, BOB, "ask", QUESTION, to_bot=True)
+    tg.next_bot_message(WORK_GROUP, timeout=WAIT)
+    # Alice's follow-up is read with Alice's question, not with Bob's, which came last.
+    tg.send_command(group, ALICE, "ask", FOLLOW_UP, to_bot=True)
+    alice = tg.next_bot_message(WORK_GROUP, timeout=WAIT)
+    assert alice.text.startswith(UNDERSTOOD)
+    tg.send_command(group, BOB, "ask", "规模以上企业有多少家？", to_bot=True)
+    bob = tg.next_bot_message(WORK_GROUP, timeout=WAIT)
+    assert bob.text.startswith("理解为：规模以上企业有多少家？（接着谈《发展再生金属产业")
+    assert "全区现有规模以上企业24家" in bob.text
+
+
+def test_a_conversation_expires_after_its_idle_time(tg, start_bot):
+    start_bot(idle_seconds=1.0)
+    chat = private_chat(BOB)
+    tg.ask(chat, BOB, FIRST, timeout=WAIT)
+    time.sleep(1.5)
+    alone = tg.ask(chat, BOB, FOLLOW_UP, timeout=WAIT)
+    assert "理解为" not in alone.text
 
 
 # -- failures --------------------------------------------------------------------------------
