@@ -203,8 +203,9 @@ def sentence_transformers_reference(embedder, rounds: int) -> dict:
 # -- cold --------------------------------------------------------------------------------------
 def cold_start(index_dir: Path, runs: int, code_dir: Path = REPO_ROOT) -> dict:
     """Spawn `python -m qa_bot ask` `runs` times: wall to first answer line, and CPU time."""
+    # Each checkout with its own settings file: an older one rejects newer settings.
     env = {**os.environ, "PYTHONPATH": str(code_dir), "QA_BOT_CONFIG":
-           str(REPO_ROOT / "config" / "qa-bot.toml")}
+           str(code_dir / "config" / "qa-bot.toml")}
     command = [sys.executable, "-m", "qa_bot", "--index-dir", str(index_dir), "ask",
                QUESTIONS[0]]
     first_line, total, cpu = [], [], []
