@@ -66,7 +66,8 @@ _MAX_LIST_ITEMS = 6
 _TITLE_RANK_WEIGHT = 0.3
 
 DEFAULT_MODEL_PATH = Path(__file__).parent / "data" / "answer_model.json"
-FEATURES = ("coverage", "bigram", "typed_span", "anchor", "rank_prior", "length", "lead")
+FEATURES = ("coverage", "bigram", "typed_span", "zone_span", "anchor", "rank_prior", "length",
+            "lead")
 CONFIDENCE_FEATURES = ("article_coverage", "sentence_coverage", "dense", "dense_margin",
                        "window_score", "reader", "missing_rare")
 
@@ -80,8 +81,8 @@ class AnswerModel:
     """
 
     window_weights: dict[str, float] = field(default_factory=lambda: {
-        "coverage": 1.0, "bigram": 0.5, "typed_span": 0.3, "anchor": 0.4, "rank_prior": 0.4,
-        "length": -0.1, "lead": 0.0})
+        "coverage": 1.0, "bigram": 0.5, "typed_span": 0.3, "zone_span": 0.2, "anchor": 0.4,
+        "rank_prior": 0.4, "length": -0.1, "lead": 0.0})
     reader_weight: float = 0.0
     confidence_weights: dict[str, float] = field(default_factory=lambda: {
         "article_coverage": 0.45, "sentence_coverage": 0.25, "dense": 0.30, "dense_margin": 0.0,
@@ -298,6 +299,7 @@ class Answerer:
             key_bigrams = question_bigrams - context_bigrams or question_bigrams
             rank_prior = hit.score / top_score
             zone_names = _zone_names(article.zone if article else hit.chunk.zone)
+            simplified_zones = {to_simplified(name) for name in zone_names}
             people = person_spans(text, question, self.tokenizer) \
                 if frame.kind is QuestionType.PERSON else []
             for start, end in answer_windows(text, self.settings.max_sentence_chars):
@@ -310,6 +312,9 @@ class Answerer:
                     "coverage": coverage,
                     "bigram": _overlap(key_bigrams, _bigrams(sentence)),
                     "typed_span": 1.0 if span else 0.0,
+                    # 哪个园区…: the article's own zone is the likeliest answer.
+                    "zone_span": 1.0 if span and frame.kind is QuestionType.PLACE
+                    and to_simplified(sentence[span[0]:span[1]]) in simplified_zones else 0.0,
                     "anchor": min(anchor, _ANCHOR_CAP) / _ANCHOR_CAP,
                     "rank_prior": rank_prior,
                     "length": min(len(sentence) / 200, 1.0),
