@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,18 +174,26 @@ class SpanReader:
         self._session: onnxruntime.InferenceSession | None = None
         self._word_table: np.ndarray | None = None
         self._pad_id = 1
+        self._warm_up_lock = threading.Lock()
 
     @property
     def warmed_up(self) -> bool:
         return self._session is not None
 
-    def warm_up(self) -> None:
-        if self._session is not None:
-            return
-        from tokenizers import Tokenizer
+    def start_warm_up(self) -> None:
+        """Warm up in a background thread (the tokenizer and the session take about a second),
+        while the caller loads the index; `read` waits for it. A missing reader is reported
+        now, not at the first question."""
+        self._check_artifacts()
+        threading.Thread(target=self._warm_up_quietly, name="reader-warm-up", daemon=True).start()
 
-        from qa_bot.model_convert import ensure_bundled_model
+    def _warm_up_quietly(self) -> None:
+        try:
+            self.warm_up()
+        except Exception:  # raised again by the warm_up() that read() makes
+            logger.debug("span reader warm-up in the background failed", exc_info=True)
 
+    def _check_artifacts(self) -> dict:
         meta_path = self.artifact_dir / ARTIFACT_META
         if not meta_path.is_file():
             raise FileNotFoundError(
@@ -192,7 +201,19 @@ class SpanReader:
                 "Point [reader] path at the folder `qa-bot train-reader` wrote, or set "
                 "[reader] enabled = false."
             )
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        return json.loads(meta_path.read_text(encoding="utf-8"))
+
+    def warm_up(self) -> None:
+        with self._warm_up_lock:
+            if self._session is None:
+                self._load()
+
+    def _load(self) -> None:
+        from tokenizers import Tokenizer
+
+        from qa_bot.model_convert import ensure_bundled_model
+
+        meta = self._check_artifacts()
         model_dir = ensure_bundled_model(self.cache_dir)
         if self._tokenizer is None:
             self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))

@@ -102,7 +102,8 @@ class QAService:
             # The model before the index: a model problem is reported before any index work.
             self.embedder.warm_up()
             if self.reader is not None:
-                self.reader.warm_up()  # exports its ONNX graph once, on first use
+                # In the background while the index loads; the first read waits for it.
+                self.reader.start_warm_up()
             self._loaded = self._load(self.store.load())
 
     @property
