@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,14 +174,18 @@ class SpanReader:
         self._session: onnxruntime.InferenceSession | None = None
         self._word_table: np.ndarray | None = None
         self._pad_id = 1
+        self._loading = threading.Lock()  # the bot's answer workers may warm up at once
 
     @property
     def warmed_up(self) -> bool:
         return self._session is not None
 
     def warm_up(self) -> None:
-        if self._session is not None:
-            return
+        with self._loading:
+            if self._session is None:
+                self._load()
+
+    def _load(self) -> None:
         from tokenizers import Tokenizer
 
         from qa_bot.model_convert import ensure_bundled_model
