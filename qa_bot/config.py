@@ -94,7 +94,7 @@ class ReaderSettings:
     enabled: bool = True
     path: str = ""  # folder of the trained reader; "" = the one shipped in qa_bot/data/reader
     max_tokens: int = 128  # question + context tokens per candidate
-    precision: str = "int8"  # "int8" (dynamic quantisation) or "fp32"
+    precision: str = "fp32"  # or "int8" (dynamic quantisation): ~2.4x faster, span F1 -0.02
     threads: int = 0  # onnxruntime intra-op threads; 0 = one per core
 
 
