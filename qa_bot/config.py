@@ -76,7 +76,7 @@ class AnswerSettings:
     other_zone_factor: float = 0.5
     # Best-scored answer windows the span reader reads (each costs about one encode of ~80
     # tokens; bench/query_path.py); 0 = typed rules only.
-    reader_windows: int = 3
+    reader_windows: int = 2
     passage_min_ratio: float = 0.4  # passages shown under an answer score ≥ this × the first
 
 
