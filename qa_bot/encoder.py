@@ -415,7 +415,9 @@ class OnnxEncoder:
         self._sessions: dict[int, object] = {}
         self._sessions_lock = threading.Lock()
         if preload_threads is not None:
-            threading.Thread(target=self._preload, args=(preload_threads,), daemon=True,
+            # Not a daemon: a process that fails early (a damaged index) waits for the load to
+            # end instead of tearing onnxruntime down under it (a crash at exit otherwise).
+            threading.Thread(target=self._preload, args=(preload_threads,),
                              name="onnx-session-load").start()
         self.tokens = Tokens(folder / "tokenizer.json", self.max_length)
         self._word = np.load(export / _WORD_TABLE, mmap_mode="r", allow_pickle=False)

@@ -185,7 +185,9 @@ class SpanReader:
         while the caller loads the index; `read` waits for it. A missing reader is reported
         now, not at the first question."""
         self._check_artifacts()
-        threading.Thread(target=self._warm_up_quietly, name="reader-warm-up", daemon=True).start()
+        # Not a daemon: a process that fails early (a damaged index) waits for the warm-up to
+        # end instead of tearing onnxruntime down under it (a crash at exit otherwise).
+        threading.Thread(target=self._warm_up_quietly, name="reader-warm-up").start()
 
     def _warm_up_quietly(self) -> None:
         try:
