@@ -37,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from bench.common import (
@@ -304,6 +305,19 @@ def main(argv: list[str] | None = None) -> int:
         reference = sentence_transformers_reference(embedder, max(2, args.rounds // 2))
         rows.append({"measure": f"sentence-transformers model.encode(q) "
                                 f"(torch, {reference['threads']} thread)", **reference})
+    if settings.reader.enabled and settings.answer.reader_windows:
+        # The same path without the span reader: what the reader's windows cost.
+        log("warm: answer() without the span reader vs encode, interleaved")
+        plain = replace(settings, answer=replace(settings.answer, reader_windows=0))
+        without = QAService(plain, embedder=embedder, reader=service.reader)
+        without.warm_up()
+        no_reader = warm(without, args.rounds)
+        rows.append({"measure": f"QAService.answer(q), no span reader (encode p50 "
+                                f"{no_reader['encode']['p50_ms']:.1f} ms in that run)",
+                     **no_reader["answer"]})
+        print(f"ratio answer/encode without the span reader: "
+              f"{no_reader['answer']['p50_ms'] / no_reader['encode']['p50_ms']:.2f}; with it "
+              f"({settings.answer.reader_windows} windows read): {ratio:.2f}")
     print(table(rows, ["measure", "n", "p50_ms", "p95_ms", "mean_ms"]))
     print()
     per_question = result["ratios"]
