@@ -32,7 +32,7 @@ from qa_bot.conversation import (
 from qa_bot.embedding import Embedder, SentenceTransformerEmbedder
 from qa_bot.index import IndexMismatch, IndexStore, Snapshot, recorded_precision
 from qa_bot.lexical import LexicalTokenizer
-from qa_bot.question import QuestionType, question_type, search_text
+from qa_bot.question import QuestionType, analyse, question_type, search_text
 from qa_bot.reader import SpanReader
 from qa_bot.records import Answer, Article, Hit
 from qa_bot.retrieval import Retriever
@@ -218,7 +218,8 @@ class QAService:
             include_article=under_discussion or None,
         )
         if (not reading.is_followup and last is not None and last.article_id and hits
-                and zone_name is None and implicit_followup(
+                and zone_name is None and not analyse(question).wants_zone_list
+                and implicit_followup(
                     question, last, loaded.zones, self._coverage, hits[0].chunk.article_id)):
             reading = Reading("implicit", with_context(question, last),
                               f"{question}（接着谈《{last.title}》）",
@@ -286,7 +287,10 @@ class QAService:
         carried = tuple(name for name in (last.people if last else ()) if name in question)
         people = carried + tuple(name for name in _people(question, loaded.zones)
                                  if not any(name in known for known in carried))
-        if span_text and question_type(question) is QuestionType.PERSON:
+        # The person just named is the next 他 — unless it was the byline (谁写的): the
+        # writer is not someone the article is about.
+        if (span_text and answer.sentence.source == "passage"
+                and question_type(question) is QuestionType.PERSON):
             people = (span_text, *people)
         return turn_from(question, article, loaded.zones, span_text, people)
 

@@ -130,3 +130,18 @@ def test_the_article_under_discussion_is_appended_never_mixed_in(seed_service):
     with_article = retriever.search(question, k=3, include_article=other.article_id)
     assert with_article[:3] == alone
     assert [h.chunk.article_id for h in with_article[3:]] == [other.article_id]
+
+
+def test_the_writer_named_by_a_byline_answer_is_not_the_next_he(seed_service):
+    _, byline, follow = converse(seed_service, "侯马经济开发区的调度会是谁主持的？",
+                                 "那篇稿子是谁写的？", "他要求全区上下做什么？")
+    assert byline.sentence.source == "byline" and byline.sentence.span_text == "贺玉斌"
+    assert "贺玉斌" not in follow.understood_as
+    assert "统一思想" in follow.sentence.text
+
+
+def test_a_which_zones_question_is_a_new_question_not_about_the_last_article(seed_service):
+    _, listing = converse(seed_service, "广灵经开区有多少家再生金属企业？",
+                          "哪些开发区召开了调度会？")
+    assert listing.understood_as == ""
+    assert listing.sentence.chunk.zone == HOUMA
