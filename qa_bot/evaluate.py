@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import unicodedata
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from difflib import SequenceMatcher
 from pathlib import Path
@@ -376,11 +377,34 @@ def write_details(path: Path, runs: list[Run]) -> None:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def run_eval_command(args, settings: Settings) -> int:
+@contextmanager
+def _eval_service(args, settings: Settings):
+    """The answer service of an eval run: over --index-dir, or over a throwaway index of
+    --corpus, ingested first."""
     from qa_bot.embedding import SentenceTransformerEmbedder
     from qa_bot.index import IndexStore
     from qa_bot.ingest import Ingestor
     from qa_bot.service import QAService
+
+    embedder = SentenceTransformerEmbedder(settings.model, show_progress=not args.json)
+    with tempfile.TemporaryDirectory(prefix="qa-bot-eval-") as scratch:
+        if args.corpus and not args.index_dir:
+            settings = replace(settings, index_dir=scratch)
+        store = IndexStore(settings.index_path)
+        if args.corpus:
+            report = Ingestor(settings, embedder, store, show_progress=not args.json).ingest(
+                args.corpus)
+            print(report.summary(), file=sys.stderr)
+        service = QAService(settings, embedder=embedder, store=store)
+        service.warm_up()
+        yield service
+
+
+def _modes(args) -> list[str]:
+    return ["hybrid", "dense", "bm25"] if args.retriever == "all" else [args.retriever]
+
+
+def run_eval_command(args, settings: Settings) -> int:
 
     if args.questions.is_file() and is_conversation_file(args.questions):
         return run_conversation_eval(args, settings)
@@ -405,19 +429,8 @@ def run_eval_command(args, settings: Settings) -> int:
             print(f"qa-bot: error: cannot write details to {args.details}: {exc}",
                   file=sys.stderr)
             return 2
-    embedder = SentenceTransformerEmbedder(settings.model, show_progress=not args.json)
-    with tempfile.TemporaryDirectory(prefix="qa-bot-eval-") as scratch:
-        if args.corpus and not args.index_dir:
-            settings = replace(settings, index_dir=scratch)
-        store = IndexStore(settings.index_path)
-        if args.corpus:
-            report = Ingestor(settings, embedder, store, show_progress=not args.json).ingest(
-                args.corpus)
-            print(report.summary(), file=sys.stderr)
-        service = QAService(settings, embedder=embedder, store=store)
-        service.warm_up()
-        modes = ["hybrid", "dense", "bm25"] if args.retriever == "all" else [args.retriever]
-        runs = [evaluate(service, questions, mode) for mode in modes]
+    with _eval_service(args, settings) as service:
+        runs = [evaluate(service, questions, mode) for mode in _modes(args)]
     if args.details:
         write_details(args.details, runs)
     results = [run.as_dict() for run in runs]
@@ -511,10 +524,6 @@ def evaluate_conversations(service, conversations: list[list[Question]], retriev
 
 def run_conversation_eval(args, settings: Settings) -> int:
     """`qa-bot eval` on a file of conversation rows."""
-    from qa_bot.embedding import SentenceTransformerEmbedder
-    from qa_bot.index import IndexStore
-    from qa_bot.ingest import Ingestor
-    from qa_bot.service import QAService
 
     try:
         conversations = load_conversations(args.questions)
@@ -523,19 +532,9 @@ def run_conversation_eval(args, settings: Settings) -> int:
         return 2
     if args.limit:
         conversations = conversations[: args.limit]
-    embedder = SentenceTransformerEmbedder(settings.model, show_progress=not args.json)
-    with tempfile.TemporaryDirectory(prefix="qa-bot-eval-") as scratch:
-        if args.corpus and not args.index_dir:
-            settings = replace(settings, index_dir=scratch)
-        store = IndexStore(settings.index_path)
-        if args.corpus:
-            report = Ingestor(settings, embedder, store, show_progress=not args.json).ingest(
-                args.corpus)
-            print(report.summary(), file=sys.stderr)
-        service = QAService(settings, embedder=embedder, store=store)
-        service.warm_up()
-        modes = ["hybrid", "dense", "bm25"] if args.retriever == "all" else [args.retriever]
-        results = [evaluate_conversations(service, conversations, mode) for mode in modes]
+    with _eval_service(args, settings) as service:
+        results = [evaluate_conversations(service, conversations, mode)
+                   for mode in _modes(args)]
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else results, ensure_ascii=False))
         return 0
