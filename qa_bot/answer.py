@@ -222,12 +222,7 @@ class Answerer:
         top articles the one whose title shares most of its words wins, rank breaking ties."""
         asked = _bigrams(search_text(frame.text))
         top_score = hits[0].score or 1.0
-        firsts: dict[str, Hit] = {}
-        for hit in hits:
-            firsts.setdefault(hit.chunk.article_id, hit)
-            if len(firsts) == _SENTENCES_FROM_HITS:
-                break
-        return max(firsts.values(), key=lambda hit: (
+        return max(_first_hit_per_article(hits), key=lambda hit: (
             _overlap(asked, _bigrams(hit.chunk.zone + hit.chunk.title))
             + _TITLE_RANK_WEIGHT * hit.score / top_score))
 
@@ -274,17 +269,12 @@ class Answerer:
         question_bigrams = _bigrams(question)
         top_score = hits[0].score or 1.0
         found: list[Candidate] = []
-        seen_articles: set[str] = set()
-        for hit in hits:
-            if len(seen_articles) == _SENTENCES_FROM_HITS:
-                break
-            if hit.chunk.article_id in seen_articles:
-                continue
-            seen_articles.add(hit.chunk.article_id)
-            hit_rank = len(seen_articles) - 1
+        # Segmented once per question, weighted per article (zone and title words count less).
+        words = self._question_words(question)
+        for hit_rank, hit in enumerate(_first_hit_per_article(hits)):
             article = articles.get(hit.chunk.article_id)
             text = article.text if article else hit.chunk.text
-            weights = self._weights(question, article)
+            weights = self._weights(words, article)
             article_coverage = _coverage(weights, text)
             missing_rare = self._missing_rare(weights, text)
             # Within the article, naming its zone again tells nothing about the sentence.
@@ -372,10 +362,8 @@ class Answerer:
             (h.dense_score for h in hits if h.dense_score is not None), reverse=True)
         dense = dense_scores[0] if dense_scores else 0.0
         margin = dense - dense_scores[1] if len(dense_scores) > 1 else 0.0
-        has_terms = evidence.candidate.article_coverage > 0 or bool(
-            evidence.candidate.features.get("coverage"))
         return {
-            "article_coverage": evidence.candidate.article_coverage if has_terms else 0.0,
+            "article_coverage": evidence.candidate.article_coverage,
             "sentence_coverage": evidence.candidate.sentence_coverage,
             "dense": min(max((dense - 0.78) / 0.12, 0.0), 1.0),
             "dense_margin": min(margin / 0.05, 1.0),
@@ -414,12 +402,12 @@ class Answerer:
         return items if len(items) > 1 else []
 
     # -- evidence helpers ---------------------------------------------------------------------
-    def _weights(self, question: str, article: Article | None) -> dict[str, float]:
-        """IDF weight of each question token, lowered for words that name a zone or the title:
+    def _weights(self, words: set[str], article: Article | None) -> dict[str, float]:
+        """IDF weight of each question word, lowered for words that name a zone or the title:
         they tell which article, not which sentence of it."""
         context = to_simplified(f"{article.zone} {article.title}") if article else ""
         weights = {}
-        for token in self._question_words(question):
+        for token in words:
             weight = self.idf(token)
             if token in self._zone_words or (context and token in context):
                 weight *= _CONTEXT_WEIGHT
@@ -444,6 +432,16 @@ class Answerer:
             word for word in self.tokenizer.segment(simplified) if word in self._df
         }
         return {w for w in words if len(w) >= 2 and _HAS_WORD_CHAR.search(w)} - _QUESTION_WORDS
+
+
+def _first_hit_per_article(hits: list[Hit]) -> list[Hit]:
+    """The best hit of each of the top `_SENTENCES_FROM_HITS` articles, in rank order."""
+    firsts: dict[str, Hit] = {}
+    for hit in hits:
+        firsts.setdefault(hit.chunk.article_id, hit)
+        if len(firsts) == _SENTENCES_FROM_HITS:
+            break
+    return list(firsts.values())
 
 
 def _zone_names(zone: str) -> list[str]:

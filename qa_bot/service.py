@@ -280,9 +280,7 @@ class QAService:
                 candidates.insert(0, answer.passages[0].chunk.article_id)
             best = max(candidates, key=lambda a: self._coverage(question, a))
             article = loaded.snapshot.articles.get(best)
-            if answer.sentence.span:
-                start, end = answer.sentence.span
-                span_text = answer.sentence.text[start:end]
+            span_text = answer.sentence.span_text
         # Names carried from the last turn come whole (李俊胜, where jieba may tag only 李俊).
         carried = tuple(name for name in (last.people if last else ()) if name in question)
         people = carried + tuple(name for name in _people(question, loaded.zones)
